@@ -1,0 +1,364 @@
+"""Typed experiment configs: dataclasses with a documented field each, YAML loading, dotted overrides.
+
+Every error names the dotted key and, where there is a fixed set, the valid choices (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config problem a user can fix; the message names the key."""
+
+
+def opt(default: Any, help: str, choices: Callable[[], Sequence[str]] | None = None) -> Any:
+    """A documented dataclass field; `choices` is a callable so registries are read lazily."""
+    meta = {"help": help, "choices": choices}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _model_names() -> list[str]:
+    from faice.models.presets import MODEL_PRESETS
+
+    return sorted(MODEL_PRESETS)
+
+
+def _beta_schedules() -> list[str]:
+    from faice.diffusion.schedules import BETA_SCHEDULES
+
+    return BETA_SCHEDULES.names()
+
+
+def _samplers() -> list[str]:
+    from faice.diffusion.samplers import SAMPLERS
+
+    return SAMPLERS.names()
+
+
+def _losses() -> list[str]:
+    from faice.diffusion.loss import ELEMENT_LOSSES
+
+    return ELEMENT_LOSSES.names()
+
+
+@dataclass
+class DataConfig:
+    path: str = opt("data/prepared/synthetic-32", "Folder of prepared parquet shards (with manifest.json).")
+    source: Literal["shards", "synthetic"] = opt(
+        "synthetic", "shards: `path` must exist. synthetic: write procedural faces to `path` when missing."
+    )
+    synthetic_count: int = opt(2048, "Images to synthesise when source=synthetic (10% go to the test split).")
+    synthetic_seed: int = opt(0, "Seed of the synthetic faces.")
+    resolution: int = opt(32, "Training resolution in pixels (square); shards are resized on the fly if needed.")
+    split: str = opt("train", "Split of the shards to train on.")
+    hflip: bool = opt(True, "Random horizontal flip.")
+    num_workers: int = opt(2, "DataLoader worker processes per training process (0 = in-process).")
+
+
+@dataclass
+class ModelConfig:
+    name: str = opt("unet-ddpm", "Architecture preset; fields left null take the preset's value.", _model_names)
+    base_channels: int | None = opt(None, "Channels of the first UNet level.")
+    channel_mult: list[int] | None = opt(None, "Channel multiplier per level; levels below 4 px are dropped.")
+    layers_per_block: int | None = opt(None, "ResNet layers per UNet block.")
+    attention_resolutions: list[int] | None = opt(None, "Feature-map sizes (px) whose blocks get self-attention.")
+    attention_head_dim: int | None = opt(None, "Channels per attention head (null = one head per block).")
+    resample: Literal["conv", "resnet"] | None = opt(None, "Down/up-sampling: conv, or resnet (BigGAN-style).")
+    time_embedding_norm: Literal["default", "scale_shift"] | None = opt(
+        None, "How the time embedding enters ResNet blocks: added (default) or AdaGN scale_shift."
+    )
+    dropout: float = opt(0.0, "Dropout inside ResNet blocks.")
+
+
+@dataclass
+class DiffusionConfig:
+    num_train_timesteps: int = opt(1000, "Diffusion steps T of the forward process.")
+    beta_schedule: str = opt("linear", "Noise schedule of the betas.", _beta_schedules)
+    beta_start: float = opt(1e-4, "First beta (linear, scaled_linear, sigmoid).")
+    beta_end: float = opt(0.02, "Last beta (linear, scaled_linear, sigmoid).")
+    prediction_type: Literal["epsilon", "v_prediction", "sample"] = opt(
+        "epsilon", "What the network predicts: the noise, the velocity v, or the clean image x0."
+    )
+    zero_terminal_snr: bool = opt(False, "Rescale betas so SNR(T)=0 (Lin et al. 2023); implies trailing spacing.")
+    timestep_spacing: Literal["auto", "leading", "trailing", "linspace"] = opt(
+        "auto", "How samplers pick their timesteps; auto = trailing with zero_terminal_snr, else leading."
+    )
+    loss: str = opt("mse", "Per-element loss between prediction and target.", _losses)
+    min_snr_gamma: float | None = opt(None, "Min-SNR-gamma loss weighting (Hang et al. 2023); null = off.")
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = opt(32, "Images per optimizer step per process (before gradient accumulation).")
+    max_steps: int = opt(20000, "Optimizer steps of the run.")
+    lr: float = opt(1e-4, "Peak learning rate of AdamW.")
+    weight_decay: float = opt(0.0, "AdamW weight decay.")
+    adam_betas: list[float] = opt([0.9, 0.999], "AdamW betas.")
+    lr_schedule: Literal["cosine", "constant", "linear"] = opt("cosine", "Decay after warm-up.")
+    warmup_steps: int = opt(500, "Linear learning-rate warm-up steps.")
+    grad_clip: float = opt(1.0, "Clip the gradient norm to this value (0 = off).")
+    grad_accum: int = opt(1, "Gradient accumulation micro-batches per optimizer step.")
+    mixed_precision: Literal["no", "fp16", "bf16"] = opt("no", "Autocast precision (fp16 needs a GPU).")
+    ema_decay: float = opt(0.999, "EMA decay of the weights (0 = no EMA); warmed up as min(d, (1+t)/(10+t)).")
+    seed: int = opt(0, "Seed of weights init, noise, timesteps and data order.")
+    log_every: int = opt(10, "Steps between metric reports.")
+    checkpoint_every: int = opt(1000, "Steps between checkpoints (0 = only at the end).")
+    keep_checkpoints: int = opt(3, "Checkpoints kept on disk; older ones are deleted.")
+    output_dir: str = opt("runs", "Parent folder of run folders.")
+    run_name: str | None = opt(None, "Run folder and W&B run name; null = the config's `name`.")
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = opt("ddim", "Sampler (diffusers scheduler).", _samplers)
+    num_inference_steps: int = opt(50, "Denoising steps of the sampler.")
+    eta: float = opt(0.0, "DDIM eta: 0 = deterministic, 1 = DDPM-like noise.")
+    num_images: int = opt(64, "Images `faice sample` writes by default.")
+    seed: int = opt(0, "Seed of the initial noise.")
+    use_ema: bool = opt(True, "Sample with the EMA weights when the checkpoint has them.")
+    clip_sample: bool = opt(True, "Clip the predicted x0 to [-1, 1] at every step (where the sampler can).")
+
+
+@dataclass
+class EvalConfig:
+    every: int = opt(1000, "Steps between sample grids during training (0 = only at the end).")
+    grid_images: int = opt(16, "Images in each sample grid.")
+
+
+@dataclass
+class LogConfig:
+    wandb: Literal["auto", "online", "offline", "disabled"] = opt(
+        "auto", "W&B mode; auto = online when WANDB_API_KEY is set, else offline."
+    )
+    project: str | None = opt(None, "W&B project (null = $WANDB_PROJECT or 'faice').")
+    entity: str | None = opt(None, "W&B entity (null = $WANDB_ENTITY or your default).")
+    group: str | None = opt(None, "W&B group, e.g. the search a trial belongs to.")
+    tags: list[str] = opt([], "W&B tags.")
+    progress: bool = opt(True, "Show a progress bar.")
+
+
+@dataclass
+class Config:
+    name: str = opt("faice", "Experiment name; the default run name.")
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Dataset and loader."})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Denoiser architecture."})
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig, metadata={"help": "Forward process."})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Optimisation and run."})
+    sample: SampleConfig = field(default_factory=SampleConfig, metadata={"help": "Sampling."})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Periodic evaluation."})
+    log: LogConfig = field(default_factory=LogConfig, metadata={"help": "Reporting."})
+
+    @property
+    def run_name(self) -> str:
+        return self.train.run_name or self.name
+
+
+# ---------------------------------------------------------------------------- building from dicts
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the annotated type `tp` or raise ConfigError naming `key`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: invalid choice {value!r}; valid choices: {', '.join(map(str, args))}")
+        return value
+    if origin is list:
+        if isinstance(value, str):
+            value = yaml.safe_load(value) if value.startswith("[") else [v for v in value.split(",") if v]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls: type, data: dict, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"unknown config key {dotted!r}; valid keys: {', '.join(fields)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value or {}, f"{dotted}.")
+            continue
+        kwargs[key] = _coerce(value, tp, dotted)
+        choices = fields[key].metadata.get("choices")
+        if choices is not None and kwargs[key] is not None and kwargs[key] not in choices():
+            raise ConfigError(f"{dotted}: invalid choice {kwargs[key]!r}; valid choices: {', '.join(choices())}")
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    """`["train.lr=2e-4", "model.name=unet-adm"]` -> [(key, yaml value), ...]."""
+    out = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=2e-4)")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def from_dict(data: dict) -> Config:
+    """Validate a nested dict into a Config (raises ConfigError naming the key)."""
+    cfg = _build(Config, data, "")
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load YAML `path` (or the defaults), apply dotted `overrides`, validate, resolve presets."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists() and (CONFIG_DIR / path).exists():
+            path = CONFIG_DIR / path
+        if not path.exists():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        tree.setdefault("name", path.stem)
+    for key, value in parse_overrides(overrides):
+        _set_dotted(tree, key, value)
+    return resolve(from_dict(tree))
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that a single field's type cannot express."""
+    positive = {
+        "data.resolution": cfg.data.resolution,
+        "train.batch_size": cfg.train.batch_size,
+        "train.max_steps": cfg.train.max_steps,
+        "train.grad_accum": cfg.train.grad_accum,
+        "train.log_every": cfg.train.log_every,
+        "train.keep_checkpoints": cfg.train.keep_checkpoints,
+        "diffusion.num_train_timesteps": cfg.diffusion.num_train_timesteps,
+        "sample.num_inference_steps": cfg.sample.num_inference_steps,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    if cfg.train.lr <= 0:
+        raise ConfigError(f"train.lr: must be positive, got {cfg.train.lr}")
+    if not 0 <= cfg.train.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay: must be in [0, 1), got {cfg.train.ema_decay}")
+    if len(cfg.train.adam_betas) != 2:
+        raise ConfigError(f"train.adam_betas: expected two numbers, got {cfg.train.adam_betas}")
+    if cfg.sample.num_inference_steps > cfg.diffusion.num_train_timesteps:
+        raise ConfigError("sample.num_inference_steps: must not exceed diffusion.num_train_timesteps")
+    from faice.diffusion.samplers import check_sampler
+
+    check_sampler(cfg.sample.sampler, cfg.diffusion.prediction_type)
+
+
+def resolve(cfg: Config) -> Config:
+    """Fill model fields left null from the preset, so the saved config says what ran."""
+    from faice.models.presets import MODEL_PRESETS
+
+    preset = MODEL_PRESETS[cfg.model.name]
+    for key, value in preset.items():
+        if getattr(cfg.model, key) is None:
+            setattr(cfg.model, key, value)
+    return cfg
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(dump_yaml(cfg))
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Rows (key, type, default, help) of every field, for `faice config docs`."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows += describe(tp, f"{prefix}{f.name}.")
+            continue
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        help_ = f.metadata.get("help", "")
+        if f.metadata.get("choices"):
+            help_ += f" Choices: {', '.join(f.metadata['choices']())}."
+        rows.append((f"{prefix}{f.name}", _type_name(tp), repr(default), help_))
+    return rows

@@ -1,0 +1,114 @@
+"""Samplers: diffusers schedulers behind a registry, all fed the betas of our own schedule."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import torch
+
+from faice.diffusion.loss import denoise
+from faice.diffusion.schedules import betas_from_config
+from faice.registry import Registry
+
+SAMPLERS: Registry[Callable[..., object]] = Registry("sampler")
+# prediction types each sampler can turn into a step
+_SUPPORTS = {
+    "ddpm": ("epsilon", "v_prediction", "sample"),
+    "ddim": ("epsilon", "v_prediction", "sample"),
+    "pndm": ("epsilon", "v_prediction"),
+    "dpm-solver++": ("epsilon", "v_prediction", "sample"),
+}
+
+
+@SAMPLERS.register("ddpm")
+def _ddpm(common: dict, clip_sample: bool):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(**common, clip_sample=clip_sample)
+
+
+@SAMPLERS.register("ddim")
+def _ddim(common: dict, clip_sample: bool):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**common, clip_sample=clip_sample)
+
+
+@SAMPLERS.register("pndm")
+def _pndm(common: dict, clip_sample: bool):
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(**common, skip_prk_steps=True)
+
+
+@SAMPLERS.register("dpm-solver++")
+def _dpmpp(common: dict, clip_sample: bool):
+    from diffusers import DPMSolverMultistepScheduler
+
+    return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+
+
+def check_sampler(name: str, prediction_type: str) -> None:
+    """Raise a ConfigError if sampler `name` cannot sample a `prediction_type` model."""
+    from faice.config import ConfigError
+
+    supported = _SUPPORTS.get(name, ())
+    if prediction_type not in supported:
+        raise ConfigError(
+            f"sample.sampler: {name!r} cannot sample diffusion.prediction_type={prediction_type!r}; "
+            f"it supports: {', '.join(supported)}"
+        )
+
+
+def timestep_spacing(cfg) -> str:
+    """The spacing of a DiffusionConfig: 'auto' is trailing with zero terminal SNR (Lin et al. 2023), else leading."""
+    if cfg.timestep_spacing != "auto":
+        return cfg.timestep_spacing
+    return "trailing" if cfg.zero_terminal_snr else "leading"
+
+
+def build_scheduler(diffusion_cfg, sampler: str, clip_sample: bool = True):
+    """A diffusers scheduler for `sampler` whose betas are exactly our schedule's."""
+    check_sampler(sampler, diffusion_cfg.prediction_type)
+    common = dict(
+        num_train_timesteps=diffusion_cfg.num_train_timesteps,
+        trained_betas=betas_from_config(diffusion_cfg).tolist(),
+        prediction_type=diffusion_cfg.prediction_type,
+        timestep_spacing=timestep_spacing(diffusion_cfg),
+    )
+    return SAMPLERS.get(sampler)(common, clip_sample)
+
+
+def _step_kwargs(scheduler, eta: float, generator: torch.Generator) -> dict:
+    accepted = inspect.signature(scheduler.step).parameters
+    kwargs = {"eta": eta, "generator": generator}
+    return {k: v for k, v in kwargs.items() if k in accepted}
+
+
+@torch.no_grad()
+def sample(
+    model: torch.nn.Module,
+    scheduler,
+    shape: tuple[int, ...],
+    num_inference_steps: int,
+    generator: torch.Generator,
+    eta: float = 0.0,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Images (B, C, H, W) in [-1, 1] from the reverse process of `scheduler` with `model`."""
+    device = next(model.parameters()).device
+    x = torch.randn(shape, generator=generator, device=generator.device).to(device)
+    x = x * scheduler.init_noise_sigma
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    kwargs = _step_kwargs(scheduler, eta, generator)
+    steps = scheduler.timesteps
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="sampling", leave=False)
+    for t in steps:
+        inp = scheduler.scale_model_input(x, t)
+        out = denoise(model, inp, t.expand(shape[0]).to(device))
+        x = scheduler.step(out, t, x, **kwargs).prev_sample
+    return x.clamp(-1, 1)

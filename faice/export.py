@@ -1,0 +1,24 @@
+"""Export a checkpoint as a diffusers pipeline folder (model + scheduler + model_index.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faice.diffusion.samplers import build_scheduler
+from faice.sampling import load_checkpoint_model
+
+# the diffusers pipeline whose __call__ drives each sampler correctly
+PIPELINES = {"ddpm": "DDPMPipeline", "ddim": "DDIMPipeline", "pndm": "PNDMPipeline", "dpm-solver++": "DDPMPipeline"}
+
+
+def export_pipeline(checkpoint: str | Path, out: str | Path, sampler: str | None = None, use_ema: bool = True) -> Path:
+    """Write `out` so that `diffusers.DiffusionPipeline.from_pretrained(out)` samples the checkpoint's model."""
+    import diffusers
+
+    model, cfg, _ = load_checkpoint_model(checkpoint, use_ema=use_ema)
+    sampler = sampler or cfg.sample.sampler
+    scheduler = build_scheduler(cfg.diffusion, sampler, cfg.sample.clip_sample)
+    pipeline = getattr(diffusers, PIPELINES[sampler])(unet=model, scheduler=scheduler)
+    out = Path(out)
+    pipeline.save_pretrained(out)
+    return out

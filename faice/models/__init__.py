@@ -1,0 +1,5 @@
+"""Model registry: `build_model(cfg)` turns a resolved ModelConfig into a torch module."""
+
+from faice.models.registry import MODELS, build_model, count_parameters, load_model
+
+__all__ = ["MODELS", "build_model", "count_parameters", "load_model"]

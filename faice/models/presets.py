@@ -1,0 +1,57 @@
+"""Architecture presets (plain data, no torch): the layouts of the original project's UNet study.
+
+A config's `model.*` fields left null take these values; `faice config show` prints the result.
+"""
+
+# The original's baseline: diffusers' train_unconditional UNet (ch 128, 2 layers/block, 1 head,
+# attention at 16 px). unet-adm combines its three winning knobs (more heads, attention at
+# 32/16/8 px, BigGAN resampling) with a deeper stack and AdaGN time conditioning.
+MODEL_PRESETS: dict[str, dict] = {
+    "unet-ddpm": dict(
+        base_channels=128,
+        channel_mult=[1, 1, 2, 2, 4, 4],
+        layers_per_block=2,
+        attention_resolutions=[16],
+        attention_head_dim=None,
+        resample="conv",
+        time_embedding_norm="default",
+    ),
+    "unet-adm": dict(
+        base_channels=128,
+        channel_mult=[1, 1, 2, 3, 4],
+        layers_per_block=3,
+        attention_resolutions=[32, 16, 8],
+        attention_head_dim=64,
+        resample="resnet",
+        time_embedding_norm="scale_shift",
+    ),
+    "unet-resnet": dict(
+        base_channels=64,
+        channel_mult=[1, 2, 2, 2],
+        layers_per_block=2,
+        attention_resolutions=[],
+        attention_head_dim=None,
+        resample="resnet",
+        time_embedding_norm="default",
+    ),
+    # ~1 M parameters: the demo's model, learns the synthetic faces at 32 px in minutes on a CPU.
+    "unet-tiny": dict(
+        base_channels=32,
+        channel_mult=[1, 2, 2],
+        layers_per_block=1,
+        attention_resolutions=[8],
+        attention_head_dim=None,
+        resample="conv",
+        time_embedding_norm="default",
+    ),
+    # For tests: a few thousand parameters, one attention block, runs a step in milliseconds.
+    "debug": dict(
+        base_channels=8,
+        channel_mult=[1, 2],
+        layers_per_block=1,
+        attention_resolutions=[8],
+        attention_head_dim=None,
+        resample="conv",
+        time_embedding_norm="default",
+    ),
+}

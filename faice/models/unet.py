@@ -1,0 +1,51 @@
+"""Pixel-space UNets (diffusers UNet2DModel) built from a resolved ModelConfig."""
+
+from __future__ import annotations
+
+import math
+
+from diffusers import UNet2DModel
+
+from faice.models.presets import MODEL_PRESETS
+from faice.models.registry import MODELS
+
+MIN_FEATURE_MAP = 4
+
+
+def unet_levels(resolution: int, channel_mult: list[int]) -> list[int]:
+    """The multipliers kept at `resolution`: levels whose feature map would fall below 4 px are dropped."""
+    max_levels = int(math.log2(resolution // MIN_FEATURE_MAP)) + 1
+    return list(channel_mult[: max(1, max_levels)])
+
+
+def unet_kwargs(cfg, resolution: int, in_channels: int = 3) -> dict:
+    """UNet2DModel constructor arguments for `cfg`; attention goes to levels whose size is listed."""
+    mult = unet_levels(resolution, cfg.channel_mult)
+    channels = [cfg.base_channels * m for m in mult]
+    sizes = [resolution // 2**i for i in range(len(mult))]
+    attn = [s in cfg.attention_resolutions for s in sizes]
+    down = ["AttnDownBlock2D" if a else "DownBlock2D" for a in attn]
+    up = ["AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)]
+    return dict(
+        sample_size=resolution,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        block_out_channels=tuple(channels),
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        layers_per_block=cfg.layers_per_block,
+        attention_head_dim=cfg.attention_head_dim,
+        downsample_type=cfg.resample,
+        upsample_type=cfg.resample,
+        resnet_time_scale_shift=cfg.time_embedding_norm,
+        dropout=cfg.dropout,
+        norm_num_groups=math.gcd(32, *channels),
+    )
+
+
+def _unet(cfg, resolution: int, in_channels: int = 3) -> UNet2DModel:
+    return UNet2DModel(**unet_kwargs(cfg, resolution, in_channels))
+
+
+for _name in MODEL_PRESETS:
+    MODELS.register(_name)(_unet)

@@ -1,0 +1,43 @@
+"""Plots of a run from its files: the loss curve from metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def loss_curve(metrics_jsonl: str | Path, out_png: str | Path, key: str = "loss") -> Path | None:
+    """Plot `key` against step (raw and smoothed) to a PNG; None when there is nothing to plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in read_metrics(metrics_jsonl) if key in r]
+    if not rows:
+        return None
+    steps = [r["step"] for r in rows]
+    values = [r[key] for r in rows]
+    smooth, acc = [], values[0]
+    for v in values:
+        acc = 0.9 * acc + 0.1 * v
+        smooth.append(acc)
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.plot(steps, values, alpha=0.35, label=key)
+    ax.plot(steps, smooth, label=f"{key} (EMA 0.9)")
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+    return Path(out_png)

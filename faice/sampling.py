@@ -1,0 +1,87 @@
+"""Sampling from models and checkpoints: image tensors -> PNGs and grids."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from faice.config import Config, load_config
+from faice.diffusion.samplers import build_scheduler, sample
+from faice.models import load_model
+from faice.train.checkpoint import resolve_checkpoint
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [-1, 1] -> RGB PIL images (rounded, not truncated)."""
+    arr = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return [Image.fromarray(a) for a in arr.permute(0, 2, 3, 1).numpy()]
+
+
+def make_grid(images: list[Image.Image], nrow: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile equally sized images into a grid with `nrow` columns (default: as square as possible)."""
+    nrow = nrow or math.ceil(math.sqrt(len(images)))
+    w, h = images[0].size
+    rows = math.ceil(len(images) / nrow)
+    grid = Image.new("RGB", (nrow * (w + pad) + pad, rows * (h + pad) + pad), (255, 255, 255))
+    for i, im in enumerate(images):
+        grid.paste(im, (pad + (i % nrow) * (w + pad), pad + (i // nrow) * (h + pad)))
+    return grid
+
+
+def upscale(image: Image.Image, min_side: int = 512) -> Image.Image:
+    """Nearest-neighbour upscale so tiny grids are viewable."""
+    factor = max(1, min_side // min(image.size))
+    return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+
+
+def generate(model: torch.nn.Module, cfg: Config, n: int, seed: int, batch_size: int = 64, **overrides) -> torch.Tensor:
+    """`n` images (n, C, H, W) in [-1, 1] with the sampler of cfg.sample (fields overridable by keyword)."""
+    s = {k: getattr(cfg.sample, k) for k in ("sampler", "num_inference_steps", "eta", "clip_sample")} | overrides
+    scheduler = build_scheduler(cfg.diffusion, s["sampler"], s["clip_sample"])
+    generator = torch.Generator().manual_seed(seed)
+    res, ch = cfg.data.resolution, model.config.in_channels
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        out.append(sample(model, scheduler, (b, ch, res, res), s["num_inference_steps"], generator, s["eta"]).cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def load_checkpoint_model(ckpt: str | Path, use_ema: bool = True) -> tuple[torch.nn.Module, Config, Path]:
+    """(model, its run config, checkpoint path); the EMA weights when asked for and present."""
+    ckpt = resolve_checkpoint(ckpt)
+    cfg = load_config(ckpt / "config.yaml")
+    folder = ckpt / "ema" if use_ema and (ckpt / "ema").exists() else ckpt / "model"
+    return load_model(folder), cfg, ckpt
+
+
+def save_samples(images: torch.Tensor, out_dir: str | Path, prefix: str = "sample") -> tuple[list[Path], Path]:
+    """Write each image as PNG plus grid.png; returns (image paths, grid path)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pils = to_pil(images)
+    paths = []
+    for i, im in enumerate(pils):
+        paths.append(out_dir / f"{prefix}-{i:04d}.png")
+        im.save(paths[-1])
+    grid = out_dir / "grid.png"
+    upscale(make_grid(pils)).save(grid)
+    return paths, grid
+
+
+def images_stats(images: torch.Tensor) -> dict[str, float]:
+    """Cheap health numbers of a sample batch: pixel mean/std and the spread across samples."""
+    x = images.float()
+    return {
+        "sample_mean": float(x.mean()),
+        "sample_std": float(x.std()),
+        "sample_diversity": float(x.std(0).mean()),
+        "sample_nan": float(np.isnan(x.numpy()).any()),
+    }

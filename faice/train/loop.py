@@ -1,0 +1,178 @@
+"""The one training loop: local runs, Ray Train workers and tests all call `train`.
+
+Seams (`Hooks`) let an orchestrator stop the run, see checkpoints and metrics without a second loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from faice.config import Config, ConfigError, dump_yaml, save_config, to_dict
+from faice.data.ensure import ensure_dataset
+from faice.train.checkpoint import TrainProgress, latest_checkpoint, resolve_checkpoint, save_checkpoint
+from faice.train.reporting import default_reporter, redact
+from faice.train.state import TrainState, build_state, load_into, train_step
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+@dataclass
+class Hooks:
+    """Optional callbacks; each receives plain values, never Ray objects."""
+
+    should_stop: Callable[[int], bool] | None = None
+    on_checkpoint: Callable[[Path, int, dict], None] | None = None
+    on_metrics: Callable[[int, dict], None] | None = None
+    on_step: Callable[[TrainState], None] | None = None
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    metrics: dict = field(default_factory=dict)
+
+
+def run_dir_for(cfg: Config) -> Path:
+    return Path(cfg.train.output_dir) / cfg.run_name
+
+
+def _batches(loader, progress: TrainProgress) -> Iterator[dict]:
+    """Endless batches from the saved position; advances progress.epoch / batch_in_epoch."""
+    while True:
+        for batch in loader.iter_epoch(progress.epoch, skip_batches=progress.batch_in_epoch):
+            progress.batch_in_epoch += 1
+            yield batch
+        progress.epoch += 1
+        progress.batch_in_epoch = 0
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """On resume, drop metric lines logged after the checkpoint we continue from."""
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def _start(cfg: Config, run_dir: Path, resume: bool | str | None) -> Path | None:
+    """The checkpoint to resume from (or None), refusing to silently overwrite a run."""
+    if resume is None or resume is False:
+        if latest_checkpoint(run_dir) is not None:
+            raise ConfigError(
+                f"run folder {run_dir} already has checkpoints; pass --resume to continue it "
+                "or set train.run_name to start another run"
+            )
+        return None
+    if resume is True or resume == "auto":
+        return latest_checkpoint(run_dir)
+    return resolve_checkpoint(resume)
+
+
+def train(
+    cfg: Config,
+    run_dir: str | Path | None = None,
+    resume: bool | str | None = None,
+    hooks: Hooks | None = None,
+    reporter=None,
+) -> RunResult:
+    """Train `cfg` into `run_dir` (default runs/<run_name>); resume=True continues its latest checkpoint."""
+    hooks = hooks or Hooks()
+    run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum)
+    main = accelerator.is_main_process
+    ckpt = _start(cfg, run_dir, resume)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ensure_dataset(cfg.data)
+        save_config(cfg, run_dir / "config.yaml")
+        if ckpt is not None:
+            _trim_metrics(run_dir / "metrics.jsonl", json.loads((ckpt / "state.json").read_text())["step"])
+    accelerator.wait_for_everyone()
+
+    state = build_state(cfg, accelerator)
+    if ckpt is not None:
+        load_into(state, ckpt)
+    config_dict = redact(to_dict(cfg))
+    reporter = reporter if reporter is not None else (default_reporter(cfg, run_dir, config_dict) if main else None)
+    try:
+        last = _loop(cfg, state, run_dir, hooks, reporter, ckpt)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    return last
+
+
+def _loop(cfg: Config, state: TrainState, run_dir: Path, hooks: Hooks, reporter, ckpt: Path | None) -> RunResult:
+    from tqdm.auto import tqdm
+
+    from faice.train.outputs import finish_run, write_sample_grid
+
+    acc, p, tc = state.accelerator, state.progress, cfg.train
+    main = acc.is_main_process
+    bar = tqdm(total=tc.max_steps, initial=p.step, disable=not (main and cfg.log.progress), unit="step", smoothing=0.1)
+    batches = _batches(state.loader, p)
+    window: list[torch.Tensor] = []
+    t0, steps0 = time.perf_counter(), p.step
+    while p.step < tc.max_steps and not (hooks.should_stop and hooks.should_stop(p.step)):
+        loss = train_step(state, batches)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss} at step {p.step + 1}; the last good checkpoint is {ckpt or 'none'}. "
+                "Lower train.lr, keep train.grad_clip on, or check the data."
+            )
+        window.append(loss)
+        if hooks.on_step:
+            hooks.on_step(state)
+        if p.step % tc.log_every == 0 or p.step == tc.max_steps:
+            mean = acc.reduce(torch.tensor(sum(window) / len(window), device=acc.device), "mean").item()
+            rate = (p.step - steps0) / (time.perf_counter() - t0)
+            p.metrics = {"loss": mean, "lr": state.lr_scheduler.get_last_lr()[0], "steps_per_s": rate, "epoch": p.epoch}
+            window.clear()
+            bar.set_postfix(loss=f"{mean:.4f}", lr=f"{p.metrics['lr']:.2e}")
+            if reporter is not None:
+                reporter.log_metrics(p.step, p.metrics)
+            if hooks.on_metrics:
+                hooks.on_metrics(p.step, dict(p.metrics))
+        bar.update(1)
+        if cfg.eval.every and p.step % cfg.eval.every == 0 and p.step < tc.max_steps:
+            write_sample_grid(cfg, state, run_dir, reporter)
+        if tc.checkpoint_every and p.step % tc.checkpoint_every == 0 and p.step < tc.max_steps:
+            ckpt = _checkpoint(cfg, state, run_dir, hooks)
+    bar.close()
+    if ckpt is None or ckpt.name != f"step-{p.step:07d}":
+        ckpt = _checkpoint(cfg, state, run_dir, hooks)
+    if p.step >= tc.max_steps:
+        finish_run(cfg, state, run_dir, reporter, ckpt)
+    return RunResult(run_dir=run_dir, step=p.step, checkpoint=ckpt, metrics=dict(p.metrics))
+
+
+def _checkpoint(cfg: Config, state: TrainState, run_dir: Path, hooks: Hooks) -> Path:
+    acc = state.accelerator
+    acc.wait_for_everyone()
+    path = run_dir / "checkpoints" / f"step-{state.progress.step:07d}"
+    if acc.is_main_process:
+        path = save_checkpoint(
+            run_dir,
+            state.progress,
+            acc.unwrap_model(state.model),
+            state.ema.model if state.ema else None,
+            state.optimizer,
+            state.lr_scheduler,
+            dump_yaml(cfg),
+            keep=cfg.train.keep_checkpoints,
+        )
+    acc.wait_for_everyone()
+    if hooks.on_checkpoint:
+        hooks.on_checkpoint(path, state.progress.step, dict(state.progress.metrics))
+    return path

@@ -1,0 +1,73 @@
+"""What a run leaves behind besides checkpoints: sample grids, final samples, loss curve, summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from faice.config import Config
+from faice.models import count_parameters
+from faice.plots import loss_curve
+from faice.sampling import generate, images_stats, make_grid, save_samples, to_pil, upscale
+
+
+def _sampling_model(state):
+    return state.ema.model if state.ema is not None and state.cfg.sample.use_ema else state.accelerator.unwrap_model(state.model)
+
+
+def write_sample_grid(cfg: Config, state, run_dir: Path, reporter) -> Path | None:
+    """Sample cfg.eval.grid_images with a fixed seed; save samples/step-N.png and log it (rank 0 only)."""
+    acc = state.accelerator
+    path = None
+    if acc.is_main_process:
+        images = generate(_sampling_model(state), cfg, cfg.eval.grid_images, seed=cfg.sample.seed)
+        grid = upscale(make_grid(to_pil(images)), 256)
+        path = Path(run_dir) / "samples" / f"step-{state.progress.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(path)
+        if reporter is not None:
+            reporter.log_image(state.progress.step, "samples", grid, caption=f"step {state.progress.step}")
+            reporter.log_metrics(state.progress.step, images_stats(images))
+    acc.wait_for_everyone()
+    return path
+
+
+def finish_run(cfg: Config, state, run_dir: Path, reporter, ckpt: Path) -> dict | None:
+    """Final samples + grid, loss curve and summary.json (rank 0); returns the summary."""
+    acc = state.accelerator
+    summary = None
+    if acc.is_main_process:
+        run_dir = Path(run_dir)
+        t0 = time.perf_counter()
+        images = generate(_sampling_model(state), cfg, cfg.eval.grid_images, seed=cfg.sample.seed)
+        _, grid = save_samples(images, run_dir / "samples" / "final")
+        sample_s = time.perf_counter() - t0
+        curve = loss_curve(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        stats = images_stats(images)
+        if reporter is not None:
+            reporter.log_image(state.progress.step, "samples", to_pil_grid(grid), caption="final")
+            reporter.log_metrics(state.progress.step, stats)
+        summary = {
+            "run": cfg.run_name,
+            "step": state.progress.step,
+            "metrics": state.progress.metrics,
+            "samples": stats,
+            "sampler": f"{cfg.sample.sampler}-{cfg.sample.num_inference_steps}",
+            "sample_seconds": round(sample_s, 2),
+            "parameters": count_parameters(state.accelerator.unwrap_model(state.model)),
+            "device": str(acc.device),
+            "checkpoint": str(ckpt),
+            "grid": str(grid),
+            "loss_curve": str(curve) if curve else None,
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    acc.wait_for_everyone()
+    return summary
+
+
+def to_pil_grid(path: Path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")

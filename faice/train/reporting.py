@@ -1,0 +1,150 @@
+"""Reporters: where metrics and sample grids go (console, a JSONL file, Weights & Biases).
+
+Secrets never leave the process: configs pass through `redact` before any reporter sees them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+_SECRET = re.compile(r"(api[_-]?key|token|secret|password)", re.I)
+
+
+def redact(tree: Any) -> Any:
+    """A copy of a nested dict/list with values under secret-looking keys replaced by '***'."""
+    if isinstance(tree, dict):
+        return {k: "***" if _SECRET.search(str(k)) else redact(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [redact(v) for v in tree]
+    return tree
+
+
+class Reporter(Protocol):
+    def log_config(self, config: dict) -> None: ...
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None: ...
+    def log_image(self, step: int, key: str, image: Image.Image, caption: str = "") -> None: ...
+    def close(self) -> None: ...
+
+
+class ConsoleReporter:
+    """Prints metrics through tqdm.write so the progress bar stays intact."""
+
+    def __init__(self, every: int = 1):
+        self.every = every
+
+    def log_config(self, config: dict) -> None:
+        pass
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        from tqdm.auto import tqdm
+
+        text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+        tqdm.write(f"step {step}: {text}")
+
+    def log_image(self, step: int, key: str, image: Image.Image, caption: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlReporter:
+    """One JSON object per line: {"step": N, ...metrics}; the source of plots and result tables."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = self.path.open("a")
+
+    def log_config(self, config: dict) -> None:
+        pass
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        self._f.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._f.flush()
+
+    def log_image(self, step: int, key: str, image: Image.Image, caption: str = "") -> None:
+        pass
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def wandb_mode(mode: str) -> str:
+    """'auto' -> online with an API key in the environment, else offline (no network needed)."""
+    if mode != "auto":
+        return mode
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+class WandbReporter:
+    """A W&B run with a stable id (resume appends to it); offline runs sync later with `wandb sync`."""
+
+    def __init__(self, log_cfg, run_name: str, run_dir: str | Path, config: dict):
+        import wandb
+
+        self._wandb = wandb
+        self.run = wandb.init(
+            mode=wandb_mode(log_cfg.wandb),
+            project=log_cfg.project or os.environ.get("WANDB_PROJECT", "faice"),
+            entity=log_cfg.entity or os.environ.get("WANDB_ENTITY"),
+            group=log_cfg.group,
+            tags=log_cfg.tags or None,
+            name=run_name,
+            id=re.sub(r"[^A-Za-z0-9_-]", "-", run_name)[:120],
+            resume="allow",
+            dir=str(run_dir),
+            config=redact(config),
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )
+
+    def log_config(self, config: dict) -> None:
+        self.run.config.update(redact(config), allow_val_change=True)
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        self.run.log(metrics, step=step)
+
+    def log_image(self, step: int, key: str, image: Image.Image, caption: str = "") -> None:
+        self.run.log({key: self._wandb.Image(image, caption=caption)}, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class MultiReporter:
+    """Fans every call out to several reporters."""
+
+    def __init__(self, reporters: list):
+        self.reporters = reporters
+
+    def log_config(self, config: dict) -> None:
+        for r in self.reporters:
+            r.log_config(config)
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        for r in self.reporters:
+            r.log_metrics(step, metrics)
+
+    def log_image(self, step: int, key: str, image: Image.Image, caption: str = "") -> None:
+        for r in self.reporters:
+            r.log_image(step, key, image, caption)
+
+    def close(self) -> None:
+        for r in self.reporters:
+            r.close()
+
+
+def default_reporter(cfg, run_dir: str | Path, config: dict) -> MultiReporter:
+    """JSONL always, W&B unless disabled, console lines when the progress bar is off."""
+    reporters: list = [JsonlReporter(Path(run_dir) / "metrics.jsonl")]
+    if cfg.log.wandb != "disabled":
+        reporters.append(WandbReporter(cfg.log, cfg.run_name, run_dir, config))
+    if not cfg.log.progress:
+        reporters.append(ConsoleReporter())
+    return MultiReporter(reporters)

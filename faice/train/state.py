@@ -1,0 +1,117 @@
+"""Training state and the one optimizer step shared by local runs, Ray workers and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from faice.config import Config
+from faice.data.loader import ShardLoader
+from faice.diffusion.loss import DiffusionLoss
+from faice.models import build_model
+from faice.train.checkpoint import TrainProgress, load_state, load_tensors, load_weights
+from faice.train.ema import EMA
+
+LR_SCHEDULES = {"cosine": "cosine", "constant": "constant_with_warmup", "linear": "linear"}
+
+
+@dataclass
+class TrainState:
+    cfg: Config
+    accelerator: Accelerator
+    model: torch.nn.Module
+    ema: EMA | None
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: DiffusionLoss
+    loader: ShardLoader
+    generator: torch.Generator
+    progress: TrainProgress = field(default_factory=TrainProgress)
+
+
+def step_seed(seed: int, rank: int, step: int, micro: int) -> int:
+    """The RNG seed of one micro-batch: noise, timesteps and dropout depend only on where we are,
+    so a resumed run draws exactly what an uninterrupted one would, on every rank."""
+    return (seed * 1_000_003 + rank * 10_007 + step * 101 + micro) % (2**63 - 1)
+
+
+def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
+    """Model (seeded init), EMA twin, AdamW, warm-up + decay schedule, loss and data for `cfg`."""
+    from diffusers.optimization import get_scheduler
+
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model, cfg.data.resolution)
+    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    tc = cfg.train
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas), weight_decay=tc.weight_decay
+    )
+    lr_scheduler = get_scheduler(
+        LR_SCHEDULES[tc.lr_schedule], optimizer, num_warmup_steps=tc.warmup_steps, num_training_steps=tc.max_steps
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if ema is not None:
+        ema.model.to(accelerator.device)
+    loader = ShardLoader(
+        cfg.data.path,
+        split=cfg.data.split,
+        batch_size=tc.batch_size,
+        resolution=cfg.data.resolution,
+        hflip=cfg.data.hflip,
+        seed=tc.seed,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        num_workers=cfg.data.num_workers,
+    )
+    return TrainState(
+        cfg=cfg,
+        accelerator=accelerator,
+        model=model,
+        ema=ema,
+        optimizer=optimizer,
+        lr_scheduler=lr_scheduler,
+        loss_fn=DiffusionLoss(cfg.diffusion, accelerator.device),
+        loader=loader,
+        generator=torch.Generator(device=accelerator.device),
+    )
+
+
+def load_into(state: TrainState, ckpt: str | Path) -> None:
+    """Restore weights, EMA, optimizer, lr schedule and progress from a checkpoint folder."""
+    ckpt = Path(ckpt)
+    load_weights(state.accelerator.unwrap_model(state.model), ckpt / "model")
+    if state.ema is not None:
+        load_weights(state.ema.model, ckpt / "ema" if (ckpt / "ema").exists() else ckpt / "model")
+    state.optimizer.load_state_dict(load_tensors(ckpt / "optimizer.pt"))
+    state.lr_scheduler.load_state_dict(load_tensors(ckpt / "scheduler.pt"))
+    state.progress = load_state(ckpt)
+
+
+def train_step(state: TrainState, batches: Iterator[dict]) -> float:
+    """One optimizer step over `grad_accum` micro-batches; returns the mean loss (float)."""
+    acc, tc, p = state.accelerator, state.cfg.train, state.progress
+    total = 0.0
+    for micro in range(tc.grad_accum):
+        x0 = next(batches)["image"].to(acc.device, non_blocking=True)
+        seed = step_seed(tc.seed, acc.process_index, p.step, micro)
+        state.generator.manual_seed(seed)
+        torch.manual_seed(seed)
+        with acc.accumulate(state.model):
+            with acc.autocast():
+                loss = state.loss_fn(state.model, x0, state.generator)
+            acc.backward(loss)
+            if acc.sync_gradients and tc.grad_clip > 0:
+                acc.clip_grad_norm_(state.model.parameters(), tc.grad_clip)
+            state.optimizer.step()
+            state.optimizer.zero_grad(set_to_none=True)
+        total += loss.detach().float().item()
+    state.lr_scheduler.step()
+    p.step += 1
+    if state.ema is not None:
+        state.ema.update(acc.unwrap_model(state.model), p.step)
+    return total / tc.grad_accum
+
