@@ -15,7 +15,9 @@ EPILOG_OVERRIDES = "Overrides are dotted config keys: train.lr=2e-4 model.name=u
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", help="YAML config (a path, or a file name under configs/); default: built-ins")
+    p.add_argument(
+        "--config", "-c", help="YAML config (a path, or a file name under configs/); default: built-ins"
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
 
 
@@ -84,7 +86,9 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     if layout == "auto":
         layout = "celeba" if (src / "celeba_hq_split").is_dir() or src.name == "celeba_hq_split" else "folder"
     fn = prepare_celeba if layout == "celeba" else prepare_folder
-    manifest = fn(src, Path(args.out), resolution=args.resolution, encoding=args.encoding, workers=args.workers)
+    manifest = fn(
+        src, Path(args.out), resolution=args.resolution, encoding=args.encoding, workers=args.workers
+    )
     _print_manifest(manifest, args.out)
     return 0
 
@@ -93,7 +97,12 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     from faice.data.prepare import write_synthetic
 
     manifest = write_synthetic(
-        Path(args.out), args.n, args.resolution, seed=args.seed, test_fraction=args.test_fraction, encoding=args.encoding
+        Path(args.out),
+        args.n,
+        args.resolution,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        encoding=args.encoding,
     )
     _print_manifest(manifest, args.out)
     return 0
@@ -114,14 +123,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="faice", description="Diffusion models of human faces.", formatter_class=fmt)
+    parser = argparse.ArgumentParser(
+        prog="faice", description="Diffusion models of human faces.", formatter_class=fmt
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model", epilog=EPILOG_OVERRIDES, formatter_class=fmt)
     _add_config_args(p)
     p.add_argument("--run-dir", help="run folder (default: <train.output_dir>/<run name>)")
     p.add_argument(
-        "--resume", nargs="?", const=True, default=None, metavar="CKPT",
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CKPT",
         help="continue the run folder's latest checkpoint, or the given checkpoint",
     )
     p.set_defaults(fn=cmd_train)
@@ -137,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <checkpoint>/samples)")
     p.set_defaults(fn=cmd_sample)
 
-    p = sub.add_parser("export", help="write a diffusers pipeline folder from a checkpoint", formatter_class=fmt)
+    p = sub.add_parser(
+        "export", help="write a diffusers pipeline folder from a checkpoint", formatter_class=fmt
+    )
     p.add_argument("checkpoint", help="a checkpoint folder or a run folder")
     p.add_argument("out", help="output folder, loadable by diffusers.DiffusionPipeline.from_pretrained")
     p.add_argument("--sampler", help="scheduler of the pipeline (default: the run's sample.sampler)")
@@ -146,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cfg = sub.add_parser("config", help="show or document configs", formatter_class=fmt)
     csub = cfg.add_subparsers(dest="config_command", required=True)
-    p = csub.add_parser("show", help="print the resolved config", epilog=EPILOG_OVERRIDES, formatter_class=fmt)
+    p = csub.add_parser(
+        "show", help="print the resolved config", epilog=EPILOG_OVERRIDES, formatter_class=fmt
+    )
     _add_config_args(p)
     p.set_defaults(fn=cmd_config_show)
     p = csub.add_parser("docs", help="list every config key with its type, default and meaning")
@@ -154,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="prepare datasets as parquet shards", formatter_class=fmt)
     dsub = data.add_subparsers(dest="data_command", required=True)
-    p = dsub.add_parser("prepare", help="CelebA-HQ (original layout) or any image folder -> shards", formatter_class=fmt)
+    p = dsub.add_parser(
+        "prepare", help="CelebA-HQ (original layout) or any image folder -> shards", formatter_class=fmt
+    )
     p.add_argument("src", help="celeba_hq_split's parent (or itself), or any folder of images")
     p.add_argument("out", help="output folder for shards and manifest.json")
     p.add_argument("--layout", choices=["auto", "celeba", "folder"], default="auto", help="source layout")
@@ -172,8 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_data_synth)
 
     p = sub.add_parser(
-        "demo", help="synthesise faces, train a tiny UNet, write samples/grid/loss curve to runs/demo",
-        epilog="Overrides apply on top of configs/demo.yaml, e.g. train.max_steps=200", formatter_class=fmt,
+        "demo",
+        help="synthesise faces, train a tiny UNet, write samples/grid/loss curve to runs/demo",
+        epilog="Overrides apply on top of configs/demo.yaml, e.g. train.max_steps=200",
+        formatter_class=fmt,
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     p.set_defaults(fn=cmd_demo)

@@ -62,7 +62,9 @@ class DataConfig:
     )
     synthetic_count: int = opt(2048, "Images to synthesise when source=synthetic (10% go to the test split).")
     synthetic_seed: int = opt(0, "Seed of the synthetic faces.")
-    resolution: int = opt(32, "Training resolution in pixels (square); shards are resized on the fly if needed.")
+    resolution: int = opt(
+        32, "Training resolution in pixels (square); shards are resized on the fly if needed."
+    )
     split: str = opt("train", "Split of the shards to train on.")
     hflip: bool = opt(True, "Random horizontal flip.")
     num_workers: int = opt(2, "DataLoader worker processes per training process (0 = in-process).")
@@ -70,13 +72,19 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = opt("unet-ddpm", "Architecture preset; fields left null take the preset's value.", _model_names)
+    name: str = opt(
+        "unet-ddpm", "Architecture preset; fields left null take the preset's value.", _model_names
+    )
     base_channels: int | None = opt(None, "Channels of the first UNet level.")
     channel_mult: list[int] | None = opt(None, "Channel multiplier per level; levels below 4 px are dropped.")
     layers_per_block: int | None = opt(None, "ResNet layers per UNet block.")
-    attention_resolutions: list[int] | None = opt(None, "Feature-map sizes (px) whose blocks get self-attention.")
+    attention_resolutions: list[int] | None = opt(
+        None, "Feature-map sizes (px) whose blocks get self-attention."
+    )
     attention_head_dim: int | None = opt(None, "Channels per attention head (null = one head per block).")
-    resample: Literal["conv", "resnet"] | None = opt(None, "Down/up-sampling: conv, or resnet (BigGAN-style).")
+    resample: Literal["conv", "resnet"] | None = opt(
+        None, "Down/up-sampling: conv, or resnet (BigGAN-style)."
+    )
     time_embedding_norm: Literal["default", "scale_shift"] | None = opt(
         None, "How the time embedding enters ResNet blocks: added (default) or AdaGN scale_shift."
     )
@@ -92,7 +100,9 @@ class DiffusionConfig:
     prediction_type: Literal["epsilon", "v_prediction", "sample"] = opt(
         "epsilon", "What the network predicts: the noise, the velocity v, or the clean image x0."
     )
-    zero_terminal_snr: bool = opt(False, "Rescale betas so SNR(T)=0 (Lin et al. 2023); implies trailing spacing.")
+    zero_terminal_snr: bool = opt(
+        False, "Rescale betas so SNR(T)=0 (Lin et al. 2023); implies trailing spacing."
+    )
     timestep_spacing: Literal["auto", "leading", "trailing", "linspace"] = opt(
         "auto", "How samplers pick their timesteps; auto = trailing with zero_terminal_snr, else leading."
     )
@@ -241,7 +251,9 @@ def _build(cls: type, data: dict, prefix: str) -> Any:
         kwargs[key] = _coerce(value, tp, dotted)
         choices = fields[key].metadata.get("choices")
         if choices is not None and kwargs[key] is not None and kwargs[key] not in choices():
-            raise ConfigError(f"{dotted}: invalid choice {kwargs[key]!r}; valid choices: {', '.join(choices())}")
+            raise ConfigError(
+                f"{dotted}: invalid choice {kwargs[key]!r}; valid choices: {', '.join(choices())}"
+            )
     return cls(**kwargs)
 
 

@@ -10,13 +10,14 @@ from faice.config import load_config
 
 def run_demo(overrides: list[str]) -> int:
     """Synthesise faces, train configs/demo.yaml (resuming an interrupted demo), print where outputs are."""
-    from faice.train.loop import run_dir_for, train
+    from faice.train.loop import train
 
     cfg = load_config("demo.yaml", overrides)
     t0 = time.perf_counter()
-    print(f"faice demo: {cfg.train.max_steps} steps of {cfg.model.name} at {cfg.data.resolution}px on synthetic faces")
-    result = train(cfg, resume="auto")
-    run_dir = run_dir_for(cfg)
+    print(
+        f"faice demo: {cfg.train.max_steps} steps of {cfg.model.name} at {cfg.data.resolution}px on synthetic faces"
+    )
+    run_dir = train(cfg, resume="auto").run_dir
     summary = json.loads((run_dir / "summary.json").read_text())
     minutes = (time.perf_counter() - t0) / 60
     print(

@@ -8,10 +8,17 @@ from faice.diffusion.samplers import build_scheduler
 from faice.sampling import load_checkpoint_model
 
 # the diffusers pipeline whose __call__ drives each sampler correctly
-PIPELINES = {"ddpm": "DDPMPipeline", "ddim": "DDIMPipeline", "pndm": "PNDMPipeline", "dpm-solver++": "DDPMPipeline"}
+PIPELINES = {
+    "ddpm": "DDPMPipeline",
+    "ddim": "DDIMPipeline",
+    "pndm": "PNDMPipeline",
+    "dpm-solver++": "DDPMPipeline",
+}
 
 
-def export_pipeline(checkpoint: str | Path, out: str | Path, sampler: str | None = None, use_ema: bool = True) -> Path:
+def export_pipeline(
+    checkpoint: str | Path, out: str | Path, sampler: str | None = None, use_ema: bool = True
+) -> Path:
     """Write `out` so that `diffusers.DiffusionPipeline.from_pretrained(out)` samples the checkpoint's model."""
     import diffusers
 

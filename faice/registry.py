@@ -28,7 +28,9 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}") from None
+            raise KeyError(
+                f"unknown {self.kind} {name!r}; valid choices: {', '.join(self.names())}"
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

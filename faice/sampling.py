@@ -38,9 +38,13 @@ def upscale(image: Image.Image, min_side: int = 512) -> Image.Image:
     return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
 
 
-def generate(model: torch.nn.Module, cfg: Config, n: int, seed: int, batch_size: int = 64, **overrides) -> torch.Tensor:
+def generate(
+    model: torch.nn.Module, cfg: Config, n: int, seed: int, batch_size: int = 64, **overrides
+) -> torch.Tensor:
     """`n` images (n, C, H, W) in [-1, 1] with the sampler of cfg.sample (fields overridable by keyword)."""
-    s = {k: getattr(cfg.sample, k) for k in ("sampler", "num_inference_steps", "eta", "clip_sample")} | overrides
+    s = {
+        k: getattr(cfg.sample, k) for k in ("sampler", "num_inference_steps", "eta", "clip_sample")
+    } | overrides
     scheduler = build_scheduler(cfg.diffusion, s["sampler"], s["clip_sample"])
     generator = torch.Generator().manual_seed(seed)
     res, ch = cfg.data.resolution, model.config.in_channels
@@ -49,7 +53,9 @@ def generate(model: torch.nn.Module, cfg: Config, n: int, seed: int, batch_size:
     out = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
-        out.append(sample(model, scheduler, (b, ch, res, res), s["num_inference_steps"], generator, s["eta"]).cpu())
+        out.append(
+            sample(model, scheduler, (b, ch, res, res), s["num_inference_steps"], generator, s["eta"]).cpu()
+        )
     model.train(was_training)
     return torch.cat(out)
 
@@ -62,7 +68,9 @@ def load_checkpoint_model(ckpt: str | Path, use_ema: bool = True) -> tuple[torch
     return load_model(folder), cfg, ckpt
 
 
-def save_samples(images: torch.Tensor, out_dir: str | Path, prefix: str = "sample") -> tuple[list[Path], Path]:
+def save_samples(
+    images: torch.Tensor, out_dir: str | Path, prefix: str = "sample"
+) -> tuple[list[Path], Path]:
     """Write each image as PNG plus grid.png; returns (image paths, grid path)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from faice.data import synthetic
 from faice.data.shards import ShardWriter, encode_image, reset_output, write_manifest
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -312,8 +313,6 @@ def write_synthetic(
 
     Face i goes to `test` by a hash of (seed, i), so a face keeps its split when `n` grows.
     """
-    from faice.data import synthetic
-
     out = reset_output(out)
     names = tuple(synthetic.ATTRIBUTES)
     writers = {

@@ -32,9 +32,7 @@ class DiffusionLoss:
         self.element_loss = ELEMENT_LOSSES.get(cfg.loss)
         self.min_snr_gamma = cfg.min_snr_gamma
 
-    def __call__(
-        self, model: torch.nn.Module, x0: torch.Tensor, generator: torch.Generator
-    ) -> torch.Tensor:
+    def __call__(self, model: torch.nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The scalar loss; x0: (B, C, H, W) in [-1, 1]."""
         b = x0.shape[0]
         t = torch.randint(0, self.num_timesteps, (b,), generator=generator, device=generator.device)

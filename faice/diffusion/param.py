@@ -52,7 +52,9 @@ def target(prediction_type: str, x0: torch.Tensor, noise: torch.Tensor, abar: to
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
-def predicted_x0(prediction_type: str, out: torch.Tensor, xt: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+def predicted_x0(
+    prediction_type: str, out: torch.Tensor, xt: torch.Tensor, abar: torch.Tensor
+) -> torch.Tensor:
     """The clean image implied by a network output."""
     if prediction_type == "epsilon":
         return x0_from_eps(xt, out, abar)

@@ -52,7 +52,9 @@ def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     return 1 - alphas
 
 
-def make_betas(name: str, T: int, beta_start: float, beta_end: float, zero_terminal_snr: bool) -> torch.Tensor:
+def make_betas(
+    name: str, T: int, beta_start: float, beta_end: float, zero_terminal_snr: bool
+) -> torch.Tensor:
     """The betas (T,) float64 of a named schedule, optionally rescaled to zero terminal SNR."""
     betas = BETA_SCHEDULES.get(name)(T, beta_start, beta_end)
     return rescale_zero_terminal_snr(betas) if zero_terminal_snr else betas
@@ -65,4 +67,6 @@ def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
 
 def betas_from_config(cfg) -> torch.Tensor:
     """Betas of a DiffusionConfig."""
-    return make_betas(cfg.beta_schedule, cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end, cfg.zero_terminal_snr)
+    return make_betas(
+        cfg.beta_schedule, cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end, cfg.zero_terminal_snr
+    )

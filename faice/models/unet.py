@@ -26,6 +26,9 @@ def unet_kwargs(cfg, resolution: int, in_channels: int = 3) -> dict:
     attn = [s in cfg.attention_resolutions for s in sizes]
     down = ["AttnDownBlock2D" if a else "DownBlock2D" for a in attn]
     up = ["AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn)]
+    head_dim = cfg.attention_head_dim
+    if head_dim is not None:  # at least one head at the narrowest attention level
+        head_dim = min([head_dim] + [c for c, a in zip(channels, attn, strict=True) if a])
     return dict(
         sample_size=resolution,
         in_channels=in_channels,
@@ -34,7 +37,7 @@ def unet_kwargs(cfg, resolution: int, in_channels: int = 3) -> dict:
         down_block_types=tuple(down),
         up_block_types=tuple(up),
         layers_per_block=cfg.layers_per_block,
-        attention_head_dim=cfg.attention_head_dim,
+        attention_head_dim=head_dim,
         downsample_type=cfg.resample,
         upsample_type=cfg.resample,
         resnet_time_scale_shift=cfg.time_embedding_norm,

@@ -1,11 +1,11 @@
 """Checkpoints as plain folders, written atomically (temp dir + rename), the last K kept.
 
-    step-000200/
-      model/  ema/         diffusers save_pretrained layout (config.json + safetensors)
-      optimizer.pt         optimizer state   (loaded with weights_only=True)
-      scheduler.pt         lr scheduler state
-      config.yaml          the resolved run config
-      state.json           step, epoch, position in the epoch, last metrics
+step-000200/
+  model/  ema/         diffusers save_pretrained layout (config.json + safetensors)
+  optimizer.pt         optimizer state   (loaded with weights_only=True)
+  scheduler.pt         lr scheduler state
+  config.yaml          the resolved run config
+  state.json           step, epoch, position in the epoch, last metrics
 """
 
 from __future__ import annotations

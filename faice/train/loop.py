@@ -89,7 +89,9 @@ def train(
     """Train `cfg` into `run_dir` (default runs/<run_name>); resume=True continues its latest checkpoint."""
     hooks = hooks or Hooks()
     run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
-    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum)
+    accelerator = Accelerator(
+        mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum
+    )
     main = accelerator.is_main_process
     ckpt = _start(cfg, run_dir, resume)
     if main:
@@ -104,7 +106,9 @@ def train(
     if ckpt is not None:
         load_into(state, ckpt)
     config_dict = redact(to_dict(cfg))
-    reporter = reporter if reporter is not None else (default_reporter(cfg, run_dir, config_dict) if main else None)
+    reporter = (
+        reporter if reporter is not None else (default_reporter(cfg, run_dir, config_dict) if main else None)
+    )
     try:
         last = _loop(cfg, state, run_dir, hooks, reporter, ckpt)
     finally:
@@ -113,14 +117,22 @@ def train(
     return last
 
 
-def _loop(cfg: Config, state: TrainState, run_dir: Path, hooks: Hooks, reporter, ckpt: Path | None) -> RunResult:
+def _loop(
+    cfg: Config, state: TrainState, run_dir: Path, hooks: Hooks, reporter, ckpt: Path | None
+) -> RunResult:
     from tqdm.auto import tqdm
 
     from faice.train.outputs import finish_run, write_sample_grid
 
     acc, p, tc = state.accelerator, state.progress, cfg.train
     main = acc.is_main_process
-    bar = tqdm(total=tc.max_steps, initial=p.step, disable=not (main and cfg.log.progress), unit="step", smoothing=0.1)
+    bar = tqdm(
+        total=tc.max_steps,
+        initial=p.step,
+        disable=not (main and cfg.log.progress),
+        unit="step",
+        smoothing=0.1,
+    )
     batches = _batches(state.loader, p)
     window: list[torch.Tensor] = []
     t0, steps0 = time.perf_counter(), p.step
@@ -128,7 +140,7 @@ def _loop(cfg: Config, state: TrainState, run_dir: Path, hooks: Hooks, reporter,
         loss = train_step(state, batches)
         if not math.isfinite(loss):
             raise TrainingDiverged(
-                f"loss became {loss} at step {p.step + 1}; the last good checkpoint is {ckpt or 'none'}. "
+                f"loss became {loss} at step {p.step}; the last good checkpoint is {ckpt or 'none'}. "
                 "Lower train.lr, keep train.grad_clip on, or check the data."
             )
         window.append(loss)
@@ -137,7 +149,12 @@ def _loop(cfg: Config, state: TrainState, run_dir: Path, hooks: Hooks, reporter,
         if p.step % tc.log_every == 0 or p.step == tc.max_steps:
             mean = acc.reduce(torch.tensor(sum(window) / len(window), device=acc.device), "mean").item()
             rate = (p.step - steps0) / (time.perf_counter() - t0)
-            p.metrics = {"loss": mean, "lr": state.lr_scheduler.get_last_lr()[0], "steps_per_s": rate, "epoch": p.epoch}
+            p.metrics = {
+                "loss": mean,
+                "lr": state.lr_scheduler.get_last_lr()[0],
+                "steps_per_s": rate,
+                "epoch": p.epoch,
+            }
             window.clear()
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{p.metrics['lr']:.2e}")
             if reporter is not None:

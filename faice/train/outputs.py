@@ -13,7 +13,11 @@ from faice.sampling import generate, images_stats, make_grid, save_samples, to_p
 
 
 def _sampling_model(state):
-    return state.ema.model if state.ema is not None and state.cfg.sample.use_ema else state.accelerator.unwrap_model(state.model)
+    return (
+        state.ema.model
+        if state.ema is not None and state.cfg.sample.use_ema
+        else state.accelerator.unwrap_model(state.model)
+    )
 
 
 def write_sample_grid(cfg: Config, state, run_dir: Path, reporter) -> Path | None:

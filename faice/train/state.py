@@ -51,7 +51,10 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
         model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas), weight_decay=tc.weight_decay
     )
     lr_scheduler = get_scheduler(
-        LR_SCHEDULES[tc.lr_schedule], optimizer, num_warmup_steps=tc.warmup_steps, num_training_steps=tc.max_steps
+        LR_SCHEDULES[tc.lr_schedule],
+        optimizer,
+        num_warmup_steps=tc.warmup_steps,
+        num_training_steps=tc.max_steps,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     if ema is not None:
@@ -114,4 +117,3 @@ def train_step(state: TrainState, batches: Iterator[dict]) -> float:
     if state.ema is not None:
         state.ema.update(acc.unwrap_model(state.model), p.step)
     return total / tc.grad_accum
-

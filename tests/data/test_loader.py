@@ -22,9 +22,18 @@ def _write_dataset(out, encoding="raw", rows=ROWS, names=NAMES, rows_per_group=1
     attrs = rng.integers(0, 2, (rows, len(names)))
     with ShardWriter(out, "train", RES, encoding, names, rows_per_group, rows_per_group * 4) as writer:
         for i in range(rows):
-            writer.add(images[i], dict(zip(names, map(int, attrs[i]), strict=True)), f"cap {i}", "x", f"img-{i}")
-    write_manifest(out, resolution=RES, encoding=encoding, attribute_names=names,
-                   splits={"train": writer.close()}, skipped=[], source={"kind": "test"})
+            writer.add(
+                images[i], dict(zip(names, map(int, attrs[i]), strict=True)), f"cap {i}", "x", f"img-{i}"
+            )
+    write_manifest(
+        out,
+        resolution=RES,
+        encoding=encoding,
+        attribute_names=names,
+        splits={"train": writer.close()},
+        skipped=[],
+        source={"kind": "test"},
+    )
     return {f"img-{i}": (images[i], attrs[i]) for i in range(rows)}
 
 
@@ -88,7 +97,9 @@ def test_resume_equals_tail_without_reading_skipped_groups(dataset, monkeypatch)
         assert _same(list(shards.iter_epoch(4, skip_batches=skip)), full[skip:])
     reads = []
     original = loader_module._GroupCache.get
-    monkeypatch.setattr(loader_module._GroupCache, "get", lambda self, unit: reads.append(unit) or original(self, unit))
+    monkeypatch.setattr(
+        loader_module._GroupCache, "get", lambda self, unit: reads.append(unit) or original(self, unit)
+    )
     list(shards.iter_epoch(4, skip_batches=len(full) - 1))
     assert len(set(reads)) <= 2 * shards.plan.window
     with pytest.raises(ValueError, match="skip_batches"):
@@ -122,7 +133,9 @@ def test_hflip_flips_some_images_and_only_when_enabled(dataset):
     root, truth = dataset
     flips = [f for b in ShardLoader(root, batch_size=BATCH).iter_epoch(0) for f in _flipped(b, truth)]
     assert 0.3 < np.mean(flips) < 0.7
-    plain = [f for b in ShardLoader(root, batch_size=BATCH, hflip=False).iter_epoch(0) for f in _flipped(b, truth)]
+    plain = [
+        f for b in ShardLoader(root, batch_size=BATCH, hflip=False).iter_epoch(0) for f in _flipped(b, truth)
+    ]
     assert not any(plain)
 
 

@@ -14,6 +14,7 @@ from PIL import Image
 from faice.data import prepare
 from faice.data.prepare import load_image, prepare_celeba, prepare_folder, resize_square, write_synthetic
 from faice.data.shards import decode_image
+from faice.data.synthetic import ATTRIBUTES, generate
 
 TRAIN_IDS = list(range(8))
 TEST_IDS = [8, 9, 10, 11]
@@ -40,7 +41,7 @@ def _sheet(path: Path, labels: dict[int, int]) -> None:
 def make_celeba_tree(root: Path) -> dict[str, dict]:
     """datasets/ in the original layout with 12 good JPEGs and 3 bad files; returns labels and captions."""
     split_dir = root / "celeba_hq_split"
-    labels = {i: i % 2 for i in TRAIN_IDS + TEST_IDS + [100, 101]}
+    labels = {i: i % 2 for i in [*TRAIN_IDS, *TEST_IDS, 100, 101]}
     for split, ids in (("train", TRAIN_IDS), ("test", TEST_IDS)):
         (split_dir / split).mkdir(parents=True)
         for i in ids:
@@ -49,7 +50,10 @@ def make_celeba_tree(root: Path) -> dict[str, dict]:
     (split_dir / "train" / "100.jpg").write_bytes(good[: len(good) // 2])
     (split_dir / "train" / "101.jpg").write_bytes(b"")
     (split_dir / "test" / "102.jpg").write_text("not an image")
-    _sheet(split_dir / "celebaAHQ_train.xlsx", {i: labels[i] for i in TRAIN_IDS + [100, 101] if i != NOT_IN_SHEET})
+    _sheet(
+        split_dir / "celebaAHQ_train.xlsx",
+        {i: labels[i] for i in [*TRAIN_IDS, 100, 101] if i != NOT_IN_SHEET},
+    )
     _sheet(split_dir / "celebaAHQ_test.xlsx", {**{i: labels[i] for i in TEST_IDS}, 999: 1})
     captions = {i: f"a face number {i}" for i in TRAIN_IDS + TEST_IDS if i != NO_CAPTION}
     (root / "celeba_hq_stable_diffusion").mkdir()
@@ -59,7 +63,11 @@ def make_celeba_tree(root: Path) -> dict[str, dict]:
 
 
 def _rows(out: Path, manifest: dict, split: str) -> list[dict]:
-    return [row for shard in manifest["splits"][split]["shards"] for row in pq.read_table(out / shard["file"]).to_pylist()]
+    return [
+        row
+        for shard in manifest["splits"][split]["shards"]
+        for row in pq.read_table(out / shard["file"]).to_pylist()
+    ]
 
 
 @pytest.fixture
@@ -75,7 +83,10 @@ def test_celeba_counts_skips_attributes_and_captions(celeba, tmp_path):
     assert manifest["attribute_names"] == ["Male"]
     assert (manifest["splits"]["train"]["count"], manifest["splits"]["test"]["count"]) == (8, 4)
     reasons = {s["file"]: s["reason"] for s in manifest["skipped"]}
-    assert sorted(reasons) == ["test/102.jpg", "train/100.jpg", "train/101.jpg"] and manifest["skipped_count"] == 3
+    assert (
+        sorted(reasons) == ["test/102.jpg", "train/100.jpg", "train/101.jpg"]
+        and manifest["skipped_count"] == 3
+    )
     assert "truncated" in reasons["train/100.jpg"] and "cannot identify" in reasons["train/101.jpg"]
     assert manifest["splits"]["train"]["unknown_attributes"] == 1
     assert manifest["source"]["sheet_ids_without_image"] == {"train": 0, "test": 1}
@@ -111,17 +122,26 @@ def test_celeba_content_hash_is_stable_and_tracks_images(celeba, tmp_path):
     _face(99).save(src / "celeba_hq_split" / "test" / "9.jpg", quality=95)
     changed = prepare_celeba(src, tmp_path / "a", resolution=32, workers=0)
     assert changed["content_hash"] != first["content_hash"]
-    assert prepare_celeba(src, tmp_path / "a", resolution=32, workers=0)["content_hash"] == changed["content_hash"]
+    assert (
+        prepare_celeba(src, tmp_path / "a", resolution=32, workers=0)["content_hash"]
+        == changed["content_hash"]
+    )
 
 
 def test_celeba_pool_matches_serial(celeba, tmp_path, monkeypatch):
     src, _ = celeba
     serial = prepare_celeba(src, tmp_path / "serial", resolution=32, workers=0)
     monkeypatch.setattr(prepare, "_SERIAL_BELOW", 0)
-    pooled = prepare_celeba(src, tmp_path / "pool", resolution=32, workers=2, rows_per_group=2, rows_per_shard=4)
+    pooled = prepare_celeba(
+        src, tmp_path / "pool", resolution=32, workers=2, rows_per_group=2, rows_per_shard=4
+    )
     assert [s["rows"] for s in pooled["splits"]["train"]["shards"]] == [4, 4]
-    rows = {r["id"]: r["image"] for split in ("train", "test") for r in _rows(tmp_path / "pool", pooled, split)}
-    expected = {r["id"]: r["image"] for split in ("train", "test") for r in _rows(tmp_path / "serial", serial, split)}
+    rows = {
+        r["id"]: r["image"] for split in ("train", "test") for r in _rows(tmp_path / "pool", pooled, split)
+    }
+    expected = {
+        r["id"]: r["image"] for split in ("train", "test") for r in _rows(tmp_path / "serial", serial, split)
+    }
     assert rows == expected and pooled["skipped"] == serial["skipped"]
 
 
@@ -159,8 +179,6 @@ def test_prepare_folder_recursive_with_captions_and_split(tmp_path):
 
 
 def test_write_synthetic_attributes_captions_and_split(tmp_path):
-    from faice.data.synthetic import ATTRIBUTES, generate
-
     manifest = write_synthetic(tmp_path / "s", n=40, resolution=32, seed=3, test_fraction=0.25)
     assert manifest["attribute_names"] == list(ATTRIBUTES)
     rows = _rows(tmp_path / "s", manifest, "train") + _rows(tmp_path / "s", manifest, "test")
@@ -170,6 +188,8 @@ def test_write_synthetic_attributes_captions_and_split(tmp_path):
         row = by_id[f"synthetic-3-{i:06d}"]
         assert {name: row[f"attr_{name}"] for name in ATTRIBUTES} == face.attributes
         assert row["caption"] == face.caption
-        np.testing.assert_array_equal(decode_image(row["image"], "raw", 32), np.asarray(face.image.convert("RGB")))
+        np.testing.assert_array_equal(
+            decode_image(row["image"], "raw", 32), np.asarray(face.image.convert("RGB"))
+        )
     again = write_synthetic(tmp_path / "s2", n=40, resolution=32, seed=3, test_fraction=0.25)
     assert again["content_hash"] == manifest["content_hash"]

@@ -52,12 +52,18 @@ def test_round_trip_pixels_rows_and_layout(tmp_path, encoding):
     images = _images(19)
     entry = _write(tmp_path, images, encoding)
     assert entry["count"] == 19
-    assert [s["file"] for s in entry["shards"]] == ["train-00000.parquet", "train-00001.parquet", "train-00002.parquet"]
+    assert [s["file"] for s in entry["shards"]] == [
+        "train-00000.parquet",
+        "train-00001.parquet",
+        "train-00002.parquet",
+    ]
     assert [s["row_groups"] for s in entry["shards"]] == [[4, 4], [4, 4], [3]]
     rows = []
     for shard in entry["shards"]:
         parquet = pq.ParquetFile(tmp_path / shard["file"])
-        assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == shard["row_groups"]
+        assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == shard[
+            "row_groups"
+        ]
         rows += parquet.read().to_pylist()
     assert [r["id"] for r in rows] == [f"id-{i}" for i in range(19)]
     for i, row in enumerate(rows):
@@ -84,7 +90,13 @@ def test_missing_attribute_is_unknown_and_counted(tmp_path):
 
 def test_no_attributes_is_allowed(tmp_path):
     _write(tmp_path, _images(3), names=())
-    assert pq.read_table(tmp_path / "train-00000.parquet").column_names == ["image", "caption", "split", "source", "id"]
+    assert pq.read_table(tmp_path / "train-00000.parquet").column_names == [
+        "image",
+        "caption",
+        "split",
+        "source",
+        "id",
+    ]
 
 
 def test_writer_rejects_bad_input(tmp_path):

@@ -1,0 +1,50 @@
+"""UNet presets: the layout each name promises is the layout built."""
+
+import pytest
+import torch
+
+from faice.config import load_config
+from faice.models import build_model, count_parameters
+from faice.models.presets import MODEL_PRESETS
+from faice.models.unet import unet_kwargs, unet_levels
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_PRESETS))
+def test_every_preset_builds_and_denoises(name):
+    cfg = load_config(None, [f"model.name={name}", "model.base_channels=16", "data.resolution=32"])
+    model = build_model(cfg.model, 32)
+    out = model(torch.randn(2, 3, 32, 32), torch.tensor([1, 500])).sample
+    assert out.shape == (2, 3, 32, 32)
+
+
+def test_attention_and_resampling_follow_the_config():
+    cfg = load_config(None, ["model.name=unet-adm", "model.base_channels=16"]).model
+    kw = unet_kwargs(cfg, 64)
+    # levels at 64, 32, 16, 8, 4 px; attention at 32/16/8
+    assert kw["down_block_types"] == (
+        "DownBlock2D",
+        "AttnDownBlock2D",
+        "AttnDownBlock2D",
+        "AttnDownBlock2D",
+        "DownBlock2D",
+    )
+    assert kw["up_block_types"] == tuple(reversed([b.replace("Down", "Up") for b in kw["down_block_types"]]))
+    assert kw["downsample_type"] == "resnet" and kw["resnet_time_scale_shift"] == "scale_shift"
+    ddpm = unet_kwargs(load_config(None, ["model.base_channels=16"]).model, 128)
+    assert (
+        ddpm["down_block_types"].count("AttnDownBlock2D") == 1
+        and ddpm["down_block_types"][3] == "AttnDownBlock2D"
+    )
+    assert ddpm["downsample_type"] == "conv"
+
+
+def test_levels_below_4px_are_dropped():
+    assert unet_levels(128, [1, 1, 2, 2, 4, 4]) == [1, 1, 2, 2, 4, 4]
+    assert unet_levels(32, [1, 1, 2, 2, 4, 4]) == [1, 1, 2, 2]
+
+
+def test_sizes_come_from_config():
+    small = build_model(load_config(None, ["model.name=unet-tiny"]).model, 32)
+    wide = build_model(load_config(None, ["model.name=unet-tiny", "model.base_channels=64"]).model, 32)
+    assert count_parameters(wide) > 3 * count_parameters(small)
+    assert 0.5e6 < count_parameters(small) < 3e6

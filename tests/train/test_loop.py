@@ -1,0 +1,90 @@
+"""The training loop's promises: checkpoints, outputs, EMA, divergence handling, no silent overwrite."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from faice.config import ConfigError
+from faice.train.checkpoint import list_checkpoints, load_state
+from faice.train.loop import Hooks, TrainingDiverged, train
+
+
+@pytest.mark.timeout(300)
+def test_run_writes_checkpoints_samples_curve_and_config(debug_cfg, tmp_path):
+    cfg = debug_cfg(
+        "train.max_steps=8", "train.checkpoint_every=2", "train.keep_checkpoints=2", "eval.every=4"
+    )
+    result = train(cfg, run_dir=tmp_path / "run")
+    run = tmp_path / "run"
+    assert [p.name for p in list_checkpoints(run)] == ["step-0000006", "step-0000008"]
+    assert not list((run / "checkpoints").glob(".tmp*"))
+    ckpt = result.checkpoint
+    assert {p.name for p in ckpt.iterdir()} == {
+        "model",
+        "ema",
+        "optimizer.pt",
+        "scheduler.pt",
+        "config.yaml",
+        "state.json",
+    }
+    assert load_state(ckpt).step == 8
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["max_steps"] == 8
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [2, 4, 6, 8]
+    assert (run / "samples" / "step-0000004.png").exists()
+    assert len(list((run / "samples" / "final").glob("sample-*.png"))) == cfg.eval.grid_images
+    assert (run / "samples" / "final" / "grid.png").exists() and (run / "loss.png").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["step"] == 8 and summary["parameters"] > 0
+
+
+@pytest.mark.timeout(300)
+def test_ema_tracks_but_differs_from_weights(debug_cfg, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = debug_cfg("train.max_steps=6", "train.ema_decay=0.9")
+    ckpt = train(cfg, run_dir=tmp_path / "run").checkpoint
+    model = load_file(next((ckpt / "model").glob("*.safetensors")))
+    ema = load_file(next((ckpt / "ema").glob("*.safetensors")))
+    torch.manual_seed(cfg.train.seed)
+    from faice.models import build_model
+
+    init = build_model(cfg.model, cfg.data.resolution).state_dict()
+    key = next(k for k in model if k.endswith("conv_in.weight"))
+    assert not torch.equal(model[key], ema[key]), "EMA is a copy of the weights"
+    assert not torch.equal(init[key], ema[key]), "EMA never moved from the initial weights"
+
+
+@pytest.mark.timeout(300)
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(debug_cfg, tmp_path):
+    cfg = debug_cfg("train.max_steps=10", "train.checkpoint_every=3")
+
+    def poison(state):
+        if state.progress.step == 4:
+            with torch.no_grad():
+                next(state.model.parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged, match=r"at step 5.*step-0000003"):
+        train(cfg, run_dir=tmp_path / "run", hooks=Hooks(on_step=poison))
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert [p.name for p in ckpts] == ["step-0000003"]
+    from safetensors.torch import load_file
+
+    weights = load_file(next((ckpts[0] / "model").glob("*.safetensors")))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_refuses_to_overwrite_a_run_without_resume(debug_cfg, tmp_path):
+    cfg = debug_cfg("train.max_steps=2")
+    train(cfg, run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match="--resume"):
+        train(cfg, run_dir=tmp_path / "run")
+
+
+def test_grad_accumulation_consumes_micro_batches(debug_cfg, tmp_path):
+    cfg = debug_cfg("train.max_steps=3", "train.grad_accum=2")
+    result = train(cfg, run_dir=tmp_path / "run")
+    state = load_state(result.checkpoint)
+    assert state.step == 3 and state.epoch * 10 + state.batch_in_epoch == 6
