@@ -98,8 +98,8 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         ensure_dataset(cfg.data)
         save_config(cfg, run_dir / "config.yaml")
-        if ckpt is not None:
-            _trim_metrics(run_dir / "metrics.jsonl", json.loads((ckpt / "state.json").read_text())["step"])
+        start = json.loads((ckpt / "state.json").read_text())["step"] if ckpt is not None else 0
+        _trim_metrics(run_dir / "metrics.jsonl", start)
     accelerator.wait_for_everyone()
 
     state = build_state(cfg, accelerator)
