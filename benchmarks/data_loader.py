@@ -1,4 +1,4 @@
-"""Training batches/s from parquet shards vs the original JPEG-folder loading, and loader peak memory 5k vs 50k.
+"""Training images/s from parquet shards vs the original JPEG-folder loading; loader peak memory 5k vs 50k.
 
 Run: `.venv/bin/python benchmarks/data_loader.py [--quick]`; writes benchmarks/results/data_loader.{json,md}.
 """
@@ -170,16 +170,15 @@ def memory_probe(path: Path) -> dict:
     batches = sum(1 for _ in loader.iter_epoch(0))
     done.set()
     thread.join()
-    usage = [
-        resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    ]
+    # RUSAGE_SELF would report the benchmark parent's RSS (Linux keeps ru_maxrss across exec); the workers'
+    # figure is exact, unlike the 50 ms samples.
+    largest_worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "batches": batches,
         "images": batches * BATCH,
         "peak_rss_sum_mb": round(peak[0], 1),
         "peak_pss_sum_mb": round(peak[1], 1),
-        "ru_maxrss_self_mb": round(usage[0], 1),
-        "ru_maxrss_children_mb": round(usage[1], 1),
+        "ru_maxrss_largest_worker_mb": round(largest_worker, 1),
     }
 
 
@@ -211,18 +210,26 @@ def machine() -> dict:
     }
 
 
-def run(quick: bool, tmp_root: str | None) -> dict:
-    distinct, n_batches = (100, 40) if quick else (300, 200)
-    # Slack so one shard epoch (which drops each reader's remainder) still holds every timed batch.
-    total = (n_batches + WARMUP + 16) * BATCH
+def measure(distinct: int, n_batches: int, total: int, tmp_root: str | None) -> tuple[dict, ...]:
+    """(images/s per loader, prepare figures per encoding, memory per set, load averages) in a temp dir."""
     with tempfile.TemporaryDirectory(prefix="faice-bench-", dir=tmp_root) as tmp_name:
         tmp = Path(tmp_name)
         files = make_jpeg_folder(tmp / "jpeg", distinct, total)
         prepared = prepare_both(tmp / "jpeg", tmp)
+        load_before = os.getloadavg()[0]
         speed = {"folder_jpeg_pil": time_folder(files, n_batches)}
         for encoding, info in prepared.items():
             speed[f"shards_{encoding}"] = time_shards(info.pop("path"), n_batches)
+        load = {"before_timing": round(load_before, 2), "after_timing": round(os.getloadavg()[0], 2)}
         memory = measure_memory(tmp / "shards-raw", tmp, f"{TRAIN_PX} px raw")
+    return speed, prepared, memory, load
+
+
+def run(quick: bool, tmp_root: str | None) -> dict:
+    distinct, n_batches = (100, 60) if quick else (300, 400)
+    # Slack so one shard epoch (which drops each reader's remainder) still holds every timed batch.
+    total = (n_batches + WARMUP + 16) * BATCH
+    speed, prepared, memory, load = measure(distinct, n_batches, total, tmp_root)
     ratio = speed["shards_raw"] / speed["folder_jpeg_pil"]
     peaks = [memory[str(c)]["peak_pss_sum_mb"] for c in MEMORY_COUNTS]
     details = {
@@ -241,15 +248,17 @@ def run(quick: bool, tmp_root: str | None) -> dict:
         "memory": memory,
         "memory_ratio": round(peaks[1] / peaks[0], 3),
         "memory_target": TARGET_MEMORY_RATIO,
-        "machine": machine(),
+        "machine": machine() | {"load_average_1min": load},
         "quick": quick,
         "notes": [
-            "baseline = torch Dataset opening each JPEG with PIL, bilinear resize 256->128, tensor in [-1, 1], "
-            "random flip, standard DataLoader (shuffle, drop_last); the original's per-image Excel re-read is "
-            "left out, so the baseline is faster than the original was",
+            "baseline = torch Dataset opening each JPEG with PIL, bilinear resize 256->128, tensor in "
+            "[-1, 1], random flip, standard DataLoader (shuffle, drop_last); the original's per-image Excel "
+            "re-read is left out, so the baseline is faster than the original was",
             "shards = ShardLoader over shards prepared from the same folder; same batch size and workers",
-            "memory sets repeat the rows of the timing shards (disk only); peak_memory_mb is the peak PSS summed "
-            "over the loader process and its workers (sampled every 50 ms) during one full epoch in a fresh process",
+            "memory sets repeat the rows of the timing shards (disk only); peak_memory_mb is the peak PSS "
+            "summed over the loader process and its workers (sampled every 50 ms) during one full epoch in a "
+            "fresh process; the OS page cache is not process memory and is not counted",
+            "one run on a shared machine: other jobs may have been running (see machine.load_average_1min)",
         ],
     }
     return {

@@ -1,4 +1,4 @@
-"""Streaming training batches from parquet shards: row-group reads, deterministic, resumable, rank-partitioned."""
+"""Streaming training batches from parquet shards: row-group reads, deterministic, resumable, per rank."""
 
 from __future__ import annotations
 
@@ -324,7 +324,7 @@ class ShardLoader:
         return self.batches_per_epoch
 
     def iter_epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[dict[str, Any]]:
-        """This rank's batches of `epoch`, starting after its first `skip_batches` (nothing skipped is read)."""
+        """This rank's batches of `epoch` after its first `skip_batches` (skipped rows are never read)."""
         if not 0 <= skip_batches <= self.batches_per_epoch:
             raise ValueError(f"skip_batches must be in [0, {self.batches_per_epoch}], got {skip_batches}")
         dataset = ShardDataset(

@@ -47,9 +47,20 @@ class ShardOptions:
     rows_per_group: int = 128
     rows_per_shard: int = 2048
 
+    def writer(self, out: Path, split: str, attribute_names: tuple[str, ...]) -> ShardWriter:
+        return ShardWriter(
+            out,
+            split,
+            self.resolution,
+            self.encoding,
+            attribute_names,
+            self.rows_per_group,
+            self.rows_per_shard,
+        )
+
 
 def resize_square(img: Image.Image, resolution: int) -> np.ndarray:
-    """RGB, shorter side to `resolution` (PIL bicubic), centre crop; returns uint8 (resolution, resolution, 3)."""
+    """RGB, shorter side to `resolution` (PIL bicubic), centre crop; uint8 (resolution, resolution, 3)."""
     img = img.convert("RGB")
     w, h = img.size
     if (w, h) != (resolution, resolution):
@@ -72,9 +83,8 @@ def _encode_file(task: tuple[str, int, str]) -> tuple[bytes | None, str]:
     path, resolution, encoding = task
     try:
         return encode_image(load_image(path, resolution), encoding), ""
-    except (
-        Exception
-    ) as exc:  # any decoder failure (PIL raises OSError, ValueError, SyntaxError...) skips one file
+    # Any decoder failure (PIL raises OSError, ValueError, SyntaxError, ...) skips this one file only.
+    except Exception as exc:
         return None, f"{type(exc).__name__}: {exc}"
 
 
@@ -109,18 +119,7 @@ def write_items(
     Unreadable images are skipped and listed in the manifest as {file, reason}; the run never aborts on them.
     """
     out = reset_output(out)
-    writers = {
-        split: ShardWriter(
-            out,
-            split,
-            options.resolution,
-            options.encoding,
-            attribute_names,
-            options.rows_per_group,
-            options.rows_per_shard,
-        )
-        for split in splits
-    }
+    writers = {split: options.writer(out, split, attribute_names) for split in splits}
     tasks = [(str(item.path), options.resolution, options.encoding) for item in items]
     results = _ordered_map(_encode_file, tasks, _default_workers(workers))
     skipped = []
@@ -141,7 +140,7 @@ def write_items(
 
 
 def is_test(key: str, test_fraction: float) -> bool:
-    """Deterministic split: True for about `test_fraction` of keys, by sha256 of the key (stable as data grows)."""
+    """True for about `test_fraction` of keys, by sha256 of the key: deterministic, stable as data grows."""
     value = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
     return value < test_fraction
 
@@ -177,7 +176,7 @@ def _caption_text(value: Any) -> str:
 
 
 def read_captions(path: Path) -> dict[str, str]:
-    """{file name or relative path: caption} from a json sidecar (values: text or {"overall_caption": text})."""
+    """{file name or relative path: caption} from a json sidecar; values: text or {"overall_caption": ...}."""
     if not path.is_file():
         return {}
     return {key: _caption_text(value) for key, value in json.loads(path.read_text()).items()}
@@ -189,7 +188,7 @@ def _image_files(folder: Path, recursive: bool) -> list[Path]:
 
 
 def _celeba_paths(src: Path) -> tuple[Path, Path]:
-    """(celeba_hq_split dir, captions_hq.json path) for `src` = the datasets folder or celeba_hq_split itself."""
+    """(celeba_hq_split dir, captions_hq.json path) for `src` = the datasets folder or celeba_hq_split."""
     if (src / "celeba_hq_split").is_dir():
         split_dir, root = src / "celeba_hq_split", src
     elif (src / "train").is_dir():
@@ -239,7 +238,8 @@ def prepare_celeba(
     """CelebA-HQ in the original layout -> train/test shards with attribute `Male`; returns the manifest.
 
     Each xlsx sheet is read once. Images whose id is not in the sheet get Male = -1 (unknown), counted per
-    split as `unknown_attributes`; sheet ids with no image file are counted in `source.sheet_ids_without_image`.
+    split as `unknown_attributes`; sheet ids with no image file are counted in
+    `source.sheet_ids_without_image`.
     Captions come from celeba_hq_stable_diffusion/captions_hq.json when it exists, else "".
     """
     split_dir, captions_path = _celeba_paths(Path(src))

@@ -77,7 +77,8 @@ def file_sha256(path: Path) -> str:
 
 
 class ShardWriter:
-    """Writes one split as `<split>-<NNNNN>.parquet` shards of `rows_per_shard` rows in `rows_per_group` groups.
+    """Writes one split as `<split>-<NNNNN>.parquet` shards: `rows_per_shard` rows in groups of
+    `rows_per_group`.
 
     Each shard is written to a temporary name and renamed when complete. `close()` returns the split's
     manifest entry: {count, shards: [{file, rows, row_groups, sha256}], unknown_attributes, empty_captions}.
@@ -98,7 +99,8 @@ class ShardWriter:
             raise ValueError(f"split name {split!r} must be letters, digits or underscores")
         if rows_per_group < 1 or rows_per_shard < rows_per_group or rows_per_shard % rows_per_group:
             raise ValueError(
-                f"rows_per_shard ({rows_per_shard}) must be a positive multiple of rows_per_group ({rows_per_group})"
+                f"rows_per_shard ({rows_per_shard}) must be a positive multiple of "
+                f"rows_per_group ({rows_per_group})"
             )
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +216,7 @@ class ShardWriter:
 
 
 def reset_output(out_dir: Path | str) -> Path:
-    """Create `out_dir` and remove a previous manifest and shards from it, so a failed run is never readable."""
+    """Create `out_dir`, removing a previous manifest and shards so a failed run is never readable."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST_NAME).unlink(missing_ok=True)
@@ -279,7 +281,8 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
     manifest = json.loads(path.read_text())
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(
-            f"{path} has format_version {manifest.get('format_version')!r}, this faice reads {FORMAT_VERSION}; "
+            f"{path} has format_version {manifest.get('format_version')!r}, "
+            f"this faice reads {FORMAT_VERSION}; "
             "prepare the dataset again"
         )
     return manifest
