@@ -34,7 +34,7 @@ def make_grid(images: list[Image.Image], nrow: int | None = None, pad: int = 2) 
 
 def upscale(image: Image.Image, min_side: int = 512) -> Image.Image:
     """Nearest-neighbour upscale so tiny grids are viewable."""
-    factor = max(1, min_side // min(image.size))
+    factor = max(1, math.ceil(min_side / min(image.size)))
     return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 
 from faice.config import Config, ConfigError, dump_yaml, save_config, to_dict
 from faice.data.ensure import ensure_dataset
@@ -89,6 +90,9 @@ def train(
     """Train `cfg` into `run_dir` (default runs/<run_name>); resume=True continues its latest checkpoint."""
     hooks = hooks or Hooks()
     run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
+    # accelerate keeps one process-wide state; a second run in this process may use another precision
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
     accelerator = Accelerator(
         mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum
     )

@@ -193,3 +193,18 @@ def test_write_synthetic_attributes_captions_and_split(tmp_path):
         )
     again = write_synthetic(tmp_path / "s2", n=40, resolution=32, seed=3, test_fraction=0.25)
     assert again["content_hash"] == manifest["content_hash"]
+
+
+def test_cli_prepare_on_the_original_layout(celeba, tmp_path, capsys):
+    """`faice data prepare` (the acceptance command): counts match, bad files listed, exit 0."""
+    from faice.cli import main
+
+    src, _ = celeba
+    out = tmp_path / "shards"
+    assert main(["data", "prepare", str(src), str(out), "--resolution", "32", "--workers", "1"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["count"] == len(TRAIN_IDS)
+    assert manifest["splits"]["test"]["count"] == len(TEST_IDS)
+    assert sorted(Path(s["file"]).name for s in manifest["skipped"]) == ["100.jpg", "101.jpg", "102.jpg"]
+    printed = capsys.readouterr().out
+    assert "train=8" in printed and "skipped 3" in printed and "100.jpg" in printed

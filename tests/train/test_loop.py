@@ -88,3 +88,19 @@ def test_grad_accumulation_consumes_micro_batches(debug_cfg, tmp_path):
     result = train(cfg, run_dir=tmp_path / "run")
     state = load_state(result.checkpoint)
     assert state.step == 3 and state.epoch * 10 + state.batch_in_epoch == 6
+
+
+def test_mixed_precision_bf16_runs_on_any_device(debug_cfg, tmp_path):
+    cfg = debug_cfg("train.max_steps=2", "train.mixed_precision=bf16")
+    result = train(cfg, run_dir=tmp_path / "run")
+    assert result.step == 2 and result.metrics["loss"] == pytest.approx(result.metrics["loss"])  # finite
+
+
+def test_metrics_lines_after_the_checkpoint_are_dropped_on_resume(debug_cfg, tmp_path):
+    cfg = debug_cfg("train.max_steps=8", "train.checkpoint_every=4", "train.log_every=1")
+    run = tmp_path / "run"
+    train(cfg, run_dir=run, hooks=Hooks(should_stop=lambda step: step >= 6))
+    (run / "checkpoints" / "step-0000006").rename(run / "checkpoints" / "gone")  # as if killed before saving
+    train(cfg, run_dir=run, resume=True)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 9))  # 5 and 6 once, not twice
