@@ -19,5 +19,13 @@ def ensure_dataset(data_cfg) -> Path:
         )
     from faice.data.prepare import write_synthetic
 
-    write_synthetic(path, data_cfg.synthetic_count, data_cfg.resolution, seed=data_cfg.synthetic_seed)
+    # small row groups for small sets, so several ranks x loader workers each get whole row groups
+    rows_per_group = min(128, max(8, data_cfg.synthetic_count // 32))
+    write_synthetic(
+        path,
+        data_cfg.synthetic_count,
+        data_cfg.resolution,
+        seed=data_cfg.synthetic_seed,
+        rows_per_group=rows_per_group,
+    )
     return path

@@ -46,7 +46,10 @@ def _pndm(common: dict, clip_sample: bool):
 def _dpmpp(common: dict, clip_sample: bool):
     from diffusers import DPMSolverMultistepScheduler
 
-    return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    # data-prediction solver: clip its x0 the way DDIM's clip_sample does (threshold fixed at 1)
+    return DPMSolverMultistepScheduler(
+        **common, algorithm_type="dpmsolver++", solver_order=2, thresholding=clip_sample, sample_max_value=1.0
+    )
 
 
 def check_sampler(name: str, prediction_type: str) -> None:

@@ -29,6 +29,7 @@ class TrainProgress:
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
+    elapsed_s: float = 0.0  # training wall time summed over every leg of the run
     metrics: dict = field(default_factory=dict)
 
 

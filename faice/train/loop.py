@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,12 @@ class RunResult:
     step: int
     checkpoint: Path | None
     metrics: dict = field(default_factory=dict)
+
+
+def _multi_process_cpu() -> bool:
+    """True for several CPU-only processes (e.g. Ray Train workers): accelerate then uses gloo ranks."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return not torch.cuda.is_available() and (world > 1 or torch.distributed.is_initialized())
 
 
 def run_dir_for(cfg: Config) -> Path:
@@ -94,7 +101,9 @@ def train(
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     accelerator = Accelerator(
-        mixed_precision=cfg.train.mixed_precision, gradient_accumulation_steps=cfg.train.grad_accum
+        mixed_precision=cfg.train.mixed_precision,
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        cpu=_multi_process_cpu(),
     )
     main = accelerator.is_main_process
     ckpt = _start(cfg, run_dir, resume)
@@ -139,7 +148,9 @@ def _loop(
     )
     batches = _batches(state.loader, p)
     window: list[torch.Tensor] = []
-    t0, steps0 = time.perf_counter(), p.step
+    t0, steps0, elapsed0 = time.perf_counter(), p.step, p.elapsed_s
+    if ckpt is not None and reporter is not None:
+        reporter.log_metrics(p.step, {"resumed_from": p.step})
     while p.step < tc.max_steps and not (hooks.should_stop and hooks.should_stop(p.step)):
         loss = train_step(state, batches)
         if not math.isfinite(loss):
@@ -152,12 +163,14 @@ def _loop(
             hooks.on_step(state)
         if p.step % tc.log_every == 0 or p.step == tc.max_steps:
             mean = acc.reduce(torch.tensor(sum(window) / len(window), device=acc.device), "mean").item()
-            rate = (p.step - steps0) / (time.perf_counter() - t0)
+            now = time.perf_counter() - t0
+            rate, p.elapsed_s = (p.step - steps0) / now, elapsed0 + now
             p.metrics = {
                 "loss": mean,
                 "lr": state.lr_scheduler.get_last_lr()[0],
                 "steps_per_s": rate,
                 "epoch": p.epoch,
+                "elapsed_s": p.elapsed_s,
             }
             window.clear()
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{p.metrics['lr']:.2e}")

@@ -1,0 +1,401 @@
+"""Results of a hyper-parameter search, read from its folder on disk (never from Ray).
+
+A search folder holds `search.yaml`, `base_config.yaml`, `runs/<trial>/` run folders and optionally the
+launcher's `trials.json`; this module turns it into a console table, results.csv, results.md and a plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from faice.config import ConfigError
+
+BOOKKEEPING = frozenset({"name", "train.run_name", "train.output_dir", "log.group"})
+"""Config keys that differ between trials by construction; never part of a trial's diff."""
+
+RAY_STATUS = {"ERROR": "error", "RUNNING": "running", "PENDING": "pending", "PAUSED": "paused"}
+FINISHED, STOPPED, NO_METRICS = "finished", "stopped early", "no metrics"
+
+
+@dataclass
+class TrialRow:
+    """One trial of a search; metric values are None until the trial has logged the metric."""
+
+    trial_id: str
+    status: str
+    diff: dict[str, Any] = field(default_factory=dict)
+    best: float | None = None
+    best_step: int | None = None
+    last: float | None = None
+    last_step: int | None = None
+    wall_s: float | None = None
+    cpu_hours: float | None = None
+    gpu_hours: float | None = None
+    resumes: int = 0
+    grid: str | None = None
+
+
+# ---------------------------------------------------------------------------- reading files
+
+
+def load_search(search_dir: str | Path) -> dict:
+    """The resolved spec of `search_dir/search.yaml`; ConfigError when the folder is not a search."""
+    path = Path(search_dir) / "search.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{search_dir} is not a search folder: it has no search.yaml")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if spec.get("mode", "min") not in ("min", "max"):
+        raise ConfigError(f"{path}: mode must be min or max, got {spec['mode']!r}")
+    return spec
+
+
+def _metric_mode(spec: dict) -> tuple[str, str]:
+    return spec.get("metric") or "loss", spec.get("mode") or "min"
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The JSON objects of a metrics.jsonl; lines that do not parse (a line still being written) are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "step" in row:
+            rows.append(row)
+    return rows
+
+
+def _read_yaml(path: Path) -> dict | None:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_diff(base: dict, trial: dict) -> dict[str, Any]:
+    """Dotted keys whose value in `trial` differs from `base` (bookkeeping keys excluded) -> trial value."""
+    flat_base, flat_trial = flatten(base), flatten(trial)
+    keys = [k for k in flat_trial if k not in BOOKKEEPING]
+    return {k: flat_trial[k] for k in keys if k not in flat_base or flat_base[k] != flat_trial[k]}
+
+
+# ---------------------------------------------------------------------------- one trial
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _metric_stats(lines: list[dict], metric: str, mode: str) -> dict:
+    """best/best_step/last/last_step/wall_s/resumes from the parsed metrics lines."""
+    points = [(r["step"], r[metric]) for r in lines if _finite(r.get(metric))]
+    elapsed = [r["elapsed_s"] for r in lines if _finite(r.get("elapsed_s"))]
+    stats: dict[str, Any] = {
+        "last_step": max((r["step"] for r in lines), default=None),
+        "wall_s": max(elapsed) if elapsed else None,
+        "resumes": sum("resumed_from" in r for r in lines),
+    }
+    if points:
+        pick = min if mode == "min" else max
+        stats["best_step"], stats["best"] = pick(points, key=lambda p: p[1])
+        stats["last"] = points[-1][1]
+    return stats
+
+
+def _grid(run_dir: Path, summary: dict | None) -> str | None:
+    """The final grid of the summary (or its copy in this folder), else the latest samples/*.png."""
+    candidates = [Path(summary["grid"])] if summary and summary.get("grid") else []
+    candidates.append(run_dir / "samples" / "final" / "grid.png")
+    for path in candidates:
+        if path.is_file():
+            return str(path)
+    pngs = sorted((run_dir / "samples").glob("*.png"))
+    return str(pngs[-1]) if pngs else None
+
+
+def _status(ray_status: str | None, has_summary: bool, has_lines: bool) -> str:
+    if ray_status == "TERMINATED" or (ray_status is None and has_lines):
+        return FINISHED if has_summary else STOPPED
+    if ray_status is None:
+        return FINISHED if has_summary else NO_METRICS
+    return RAY_STATUS.get(ray_status, ray_status.lower())
+
+
+def _resources(spec: dict) -> tuple[float, float]:
+    """(CPUs, GPUs) of one trial: num_workers x per-worker resources of search.yaml `trial`."""
+    trial = spec.get("trial") or {}
+    extra = trial.get("resources_per_worker") or {}
+    workers = trial.get("num_workers") or 1
+    cpus = trial.get("cpus_per_worker", extra.get("CPU", 1)) or 0
+    gpus = trial.get("gpus_per_worker", extra.get("GPU", 0)) or 0
+    return workers * cpus, workers * gpus
+
+
+def trial_row(run_dir: Path, trial_id: str, spec: dict, base: dict, ray: dict | None) -> TrialRow:
+    """The row of one trial from its run folder (which may not exist yet) and its trials.json entry."""
+    metric, mode = _metric_mode(spec)
+    lines = read_jsonl(run_dir / "metrics.jsonl")
+    summary = _read_json(run_dir / "summary.json")
+    summary = summary if isinstance(summary, dict) else None
+    config = _read_yaml(run_dir / "config.yaml")
+    if config is not None:
+        diff = config_diff(base, config)
+    else:
+        diff = {k: v for k, v in ((ray or {}).get("params") or {}).items() if k not in BOOKKEEPING}
+    status = _status((ray or {}).get("status"), summary is not None, bool(lines))
+    row = TrialRow(trial_id, status, diff, grid=_grid(run_dir, summary), **_metric_stats(lines, metric, mode))
+    if row.wall_s is not None:
+        cpus, gpus = _resources(spec)
+        row.cpu_hours, row.gpu_hours = row.wall_s / 3600 * cpus, row.wall_s / 3600 * gpus
+    return row
+
+
+# ---------------------------------------------------------------------------- the whole search
+
+
+def collect(search_dir: str | Path) -> list[TrialRow]:
+    """One TrialRow per trial (run folders and trials.json entries), sorted by trial id."""
+    search_dir = Path(search_dir)
+    spec = load_search(search_dir)
+    base = _read_yaml(search_dir / "base_config.yaml") or {}
+    ray = _read_json(search_dir / "trials.json")
+    ray = ray if isinstance(ray, dict) else {}
+    runs = search_dir / "runs"
+    ids = {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
+    ids |= set(ray)
+    return [trial_row(runs / t, t, spec, base, ray.get(t)) for t in sorted(ids)]
+
+
+def rank(rows: list[TrialRow], mode: str) -> list[TrialRow]:
+    """Rows best first; trials without the metric last, in id order."""
+    sign = 1 if mode == "min" else -1
+    return sorted(rows, key=lambda r: (r.best is None, sign * r.best if r.best is not None else 0.0))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def short_diff(diff: dict[str, Any]) -> str:
+    """`lr=0.002 batch_size=16`: last part of each dotted key, unless two keys share it."""
+    tails = [k.rsplit(".", 1)[-1] for k in diff]
+    names = [t if tails.count(t) == 1 else k for k, t in zip(diff, tails, strict=True)]
+    return " ".join(f"{n}={_fmt(v)}" for n, v in zip(names, diff.values(), strict=True)) or "(base)"
+
+
+def _diff_keys(rows: list[TrialRow]) -> list[str]:
+    return sorted({k for r in rows for k in r.diff})
+
+
+def _columns(row: TrialRow, metric: str) -> dict[str, Any]:
+    """The non-diff columns shared by results.csv and results.md."""
+    return {
+        f"best_{metric}": row.best,
+        "best_step": row.best_step,
+        f"last_{metric}": row.last,
+        "last_step": row.last_step,
+        "wall_s": row.wall_s,
+        "cpu_hours": row.cpu_hours,
+        "gpu_hours": row.gpu_hours,
+        "resumes": row.resumes,
+    }
+
+
+def _counts(rows: list[TrialRow]) -> str:
+    statuses = [r.status for r in rows]
+    return ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys([FINISHED, STOPPED, *statuses]))
+
+
+def write_tables(rows: list[TrialRow], search_dir: str | Path, spec: dict) -> tuple[Path, Path]:
+    """Write results.csv (one row per trial) and results.md (ranked, best first); returns both paths."""
+    search_dir = Path(search_dir)
+    metric, mode = _metric_mode(spec)
+    keys = _diff_keys(rows)
+    ranked = rank(rows, mode)
+    table = [
+        {
+            "trial_id": r.trial_id,
+            "status": r.status,
+            **{k: r.diff.get(k) for k in keys},
+            **_columns(r, metric),
+        }
+        for r in ranked
+    ]
+    header = ["trial_id", "status", *keys, *_columns(TrialRow("", ""), metric), "grid"]
+    csv_path = search_dir / "results.csv"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        for r, cells in zip(ranked, table, strict=True):
+            writer.writerow({k: "" if v is None else v for k, v in {**cells, "grid": r.grid}.items()})
+    md_path = search_dir / "results.md"
+    md_path.write_text(_markdown(ranked, table, search_dir, spec))
+    return csv_path, md_path
+
+
+def _relative(path: str | None, root: Path) -> str:
+    if path is None:
+        return ""
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return path
+
+
+def _markdown(ranked: list[TrialRow], table: list[dict], search_dir: Path, spec: dict) -> str:
+    metric, mode = _metric_mode(spec)
+    name = spec.get("name") or search_dir.name
+    header = [*table[0], "grid"] if table else ["trial_id", "status", f"best_{metric}"]
+    lines = [
+        f"# Search `{name}`: {metric} ({mode}), {len(ranked)} trials: {_counts(ranked)}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for r, cells in zip(ranked, table, strict=True):
+        values = [*(_fmt(v) for v in cells.values()), _relative(r.grid, search_dir)]
+        lines.append("| " + " | ".join(v.replace("|", "\\|") for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_table(rows: list[TrialRow], metric: str, mode: str, max_width: int = 110) -> str:
+    """A ranked plain-text table for the console; the diff column is cut to fit `max_width`."""
+    head = ["trial", "status", f"best {metric}", "@step", "step", "wall s", "resumes", "diff"]
+    body = [
+        [r.trial_id, r.status, _fmt(r.best), _fmt(r.best_step), _fmt(r.last_step), _fmt(r.wall_s)]
+        + [str(r.resumes), short_diff(r.diff)]
+        for r in rank(rows, mode)
+    ]
+    widths = [max(len(c[i]) for c in [head, *body]) for i in range(len(head))]
+    out = []
+    for cells in [head, *body]:
+        line = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        out.append(line if len(line) <= max_width else line[: max_width - 3] + "...")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------- plot and report
+
+
+def _label(row: TrialRow, width: int = 48) -> str:
+    text = f"{row.trial_id}: {short_diff(row.diff)}"
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _y_scale(ax, values: list[float]) -> None:
+    """Log scale for positive metrics, with plain tick labels when the range is under a decade."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    if min(values) <= 0:
+        return
+    ax.set_yscale("log")
+    if max(values) / min(values) < 10:
+        plain = FuncFormatter(lambda v, _: f"{v:.4g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain if max(values) / min(values) < 3 else NullFormatter())
+
+
+def plot_metric(search_dir: str | Path, metric: str, out_png: str | Path) -> Path:
+    """`metric` vs step of every trial in one PNG; stopped-early trials are dashed and end in an x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    search_dir = Path(search_dir)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    values = []
+    for row in collect(search_dir):
+        lines = read_jsonl(search_dir / "runs" / row.trial_id / "metrics.jsonl")
+        points = [(r["step"], r[metric]) for r in lines if _finite(r.get(metric))]
+        if not points:
+            continue
+        steps, ys = zip(*points, strict=True)
+        values += ys
+        stopped = row.status in (STOPPED, "error")
+        (line,) = ax.plot(steps, ys, linestyle="--" if stopped else "-", label=_label(row))
+        if stopped:
+            ax.plot(steps[-1], ys[-1], marker="x", markersize=8, color=line.get_color())
+    if values:
+        _y_scale(ax, values)
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, f"no {metric} logged yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="step", ylabel=metric, title=f"{search_dir.name}: {metric} (dashed, x = stopped early)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+    return Path(out_png)
+
+
+def report(search_dir: str | Path) -> dict:
+    """Rows, results.csv, results.md and results.png of a search; `best` is None until a trial logs."""
+    search_dir = Path(search_dir)
+    spec = load_search(search_dir)
+    metric, mode = _metric_mode(spec)
+    rows = collect(search_dir)
+    csv_path, md_path = write_tables(rows, search_dir, spec)
+    plot = plot_metric(search_dir, metric, search_dir / "results.png")
+    top = rank(rows, mode)[:1]
+    best = None
+    if top and top[0].best is not None:
+        best = {"trial_id": top[0].trial_id, "metric": top[0].best, "step": top[0].best_step}
+        best["grid"] = top[0].grid
+    return {"rows": rows, "csv": csv_path, "md": md_path, "plot": plot, "best": best}
+
+
+def results_command(path: str, out=None) -> int:
+    """`faice results <storage>/<search>`: print the ranked table, write csv/md/plot, name the best grid."""
+    out = out or sys.stdout
+    spec = load_search(path)
+    metric, mode = _metric_mode(spec)
+    result = report(path)
+    print(format_table(result["rows"], metric, mode), file=out)
+    for key in ("csv", "md", "plot"):
+        print(f"{key}: {result[key]}", file=out)
+    best = result["best"]
+    if best is None:
+        print(f"best: none yet (no trial has logged {metric})", file=out)
+    else:
+        print(f"best: {best['trial_id']} {metric}={best['metric']:.4g} at step {best['step']}", file=out)
+        print(f"best grid: {best['grid'] or 'none yet'}", file=out)
+    return 0

@@ -1,0 +1,116 @@
+"""A local Ray cluster that listens on 127.0.0.1 only: for the demo, tests and laptops.
+
+`ray start` and `ray.init` read these variables at import time, so `local_env()` must be applied
+before `import ray` in any process that talks to the cluster (the launcher does it first thing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Same values for `ray start`, `ray job submit` and `ray.init`: a local cluster bound to loopback
+# runs without tokens (nothing else can reach it); lab clusters use RAY_AUTH_MODE=token (cluster/).
+LOCAL_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps --node-ip-address=127.0.0.1 from being rewritten
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_TRAIN_V2_ENABLED": "1",
+}
+
+
+def local_env(base: dict | None = None) -> dict:
+    """`base` (default os.environ) with the local-cluster settings, without overriding explicit choices."""
+    env = dict(os.environ if base is None else base)
+    for key, value in LOCAL_ENV.items():
+        env.setdefault(key, value)
+    return env
+
+
+def apply_local_env() -> None:
+    os.environ.update({k: v for k, v in local_env().items() if k in LOCAL_ENV})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalCluster:
+    """A head node started with `ray start --head` on 127.0.0.1, stopped by the pids it owns."""
+
+    temp_dir: Path
+    address: str = ""
+    dashboard_url: str = ""
+    env: dict = field(default_factory=dict)
+
+    def pids(self) -> list[int]:
+        """Processes of this cluster: every process whose command line mentions its temp dir."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="ignore")
+            except OSError:
+                continue
+            if str(self.temp_dir) in cmdline:
+                found.append(int(proc.name))
+        return found
+
+    def stop(self, timeout: float = 20) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + timeout
+            while self.pids() and time.time() < deadline:
+                time.sleep(0.2)
+
+
+def start_local_cluster(
+    temp_dir: str | Path, num_cpus: int | None = None, resources: dict | None = None, timeout: float = 120
+) -> LocalCluster:
+    """`ray start --head` on 127.0.0.1 with a dashboard (for `ray job submit`) and free ports."""
+    temp_dir = Path(temp_dir).resolve()
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    gcs_port, dash_port = free_port(), free_port()
+    env = local_env()
+    cmd = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs_port}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash_port}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+        "--include-dashboard=true",
+    ]
+    if num_cpus is not None:
+        cmd.append(f"--num-cpus={num_cpus}")
+    if resources:
+        cmd.append(f"--resources={json.dumps(resources)}")
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    cluster = LocalCluster(temp_dir, f"127.0.0.1:{gcs_port}", f"http://127.0.0.1:{dash_port}", env)
+    if out.returncode != 0:
+        cluster.stop()
+        raise RuntimeError(f"ray start failed:\n{out.stdout}\n{out.stderr}")
+    return cluster
+
+
+def ray_cli() -> str:
+    return shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"

@@ -1,0 +1,181 @@
+"""Search results from a real search folder: three tiny trainings with different learning rates."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faice.config import ConfigError, load_config, to_dict
+from faice.results import collect, config_diff, format_table, read_jsonl, report, results_command
+from faice.train.loop import Hooks, train
+
+REPO = Path(__file__).resolve().parent.parent
+LRS = {"t0": 2e-3, "t1": 5e-4, "t2": 3e-3}  # t2 is stopped at step 2, then resumed and stopped at 3
+TRIAL = {"num_workers": 2, "cpus_per_worker": 3, "gpus_per_worker": 0.5, "resources_per_worker": {}}
+
+
+def _cfg(data: Path, *overrides: str):
+    base = [f"data.path={data}", "train.output_dir=unused", "train.log_every=1", "train.max_steps=4"]
+    return load_config(REPO / "configs" / "debug.yaml", base + list(overrides))
+
+
+@pytest.fixture(scope="module")
+def search(debug_data, tmp_path_factory) -> Path:
+    """R/S with search.yaml, base_config.yaml and runs/t0..t2 (read-only: tests that edit copy it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: extra threads only fight for a shared CPU (~20x slower)
+    try:
+        return _build_search(debug_data, tmp_path_factory)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _build_search(debug_data: Path, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("storage") / "lr-search"
+    root.mkdir()
+    runs = root / "runs"
+    (root / "base_config.yaml").write_text(yaml.safe_dump(to_dict(_cfg(debug_data))))
+    spec = {
+        "name": "lr-search",
+        "base": "configs/debug.yaml",
+        "overrides": {"train.log_every": 1},
+        "metric": "loss",
+        "mode": "min",
+        "budget": {"num_samples": 3, "max_steps": 4, "time_budget_s": 600},
+        "trial": TRIAL,
+        "space": {"train.lr": {"loguniform": [1e-4, 1e-2]}},
+    }
+    (root / "search.yaml").write_text(yaml.safe_dump(spec))
+    for tid, lr in LRS.items():
+        cfg = _cfg(debug_data, f"train.lr={lr}", f"train.run_name={tid}", "log.group=lr-search")
+        stop = (lambda s: s >= 2) if tid == "t2" else None
+        train(cfg, runs / tid, hooks=Hooks(should_stop=stop))
+    resumed = _cfg(debug_data, f"train.lr={LRS['t2']}", "train.run_name=t2", "log.group=lr-search")
+    train(resumed, runs / "t2", resume=True, hooks=Hooks(should_stop=lambda s: s >= 3))
+    return root
+
+
+@pytest.fixture
+def search_copy(search, tmp_path) -> Path:
+    return Path(shutil.copytree(search, tmp_path / "lr-search"))
+
+
+def _losses(search: Path, tid: str) -> list[float]:
+    return [r["loss"] for r in read_jsonl(search / "runs" / tid / "metrics.jsonl") if "loss" in r]
+
+
+@pytest.mark.timeout(300)
+def test_rows_status_diff_best_and_resources(search):
+    rows = {r.trial_id: r for r in collect(search)}
+    assert sorted(rows) == ["t0", "t1", "t2"]
+    assert {t: r.status for t, r in rows.items()} == {
+        "t0": "finished",
+        "t1": "finished",
+        "t2": "stopped early",
+    }
+    for tid, row in rows.items():
+        assert row.diff == {"train.lr": LRS[tid]}
+        assert row.best == min(_losses(search, tid))
+        assert row.last == _losses(search, tid)[-1]
+        assert row.wall_s > 0
+        assert row.cpu_hours == pytest.approx(row.wall_s / 3600 * 2 * 3)
+        assert row.gpu_hours == pytest.approx(row.wall_s / 3600 * 2 * 0.5)
+    assert rows["t0"].last_step == 4 and rows["t2"].last_step == 3
+    assert (rows["t0"].resumes, rows["t2"].resumes) == (0, 1)
+    assert rows["t0"].grid.endswith("samples/final/grid.png") and Path(rows["t0"].grid).is_file()
+
+
+def test_config_diff_ignores_bookkeeping_and_reports_new_keys():
+    base = {"name": "a", "train": {"lr": 1e-3, "run_name": None, "betas": [0.9, 0.99]}}
+    trial = {"name": "b", "train": {"lr": 1e-3, "run_name": "t0", "betas": [0.9, 0.95], "new": 1}}
+    assert config_diff(base, trial) == {"train.betas": [0.9, 0.95], "train.new": 1}
+
+
+@pytest.mark.timeout(300)
+def test_report_writes_csv_md_plot(search_copy):
+    from PIL import Image
+
+    result = report(search_copy)
+    with result["csv"].open() as f:
+        table = list(csv.DictReader(f))
+    assert sorted(r["trial_id"] for r in table) == ["t0", "t1", "t2"]
+    assert {"train.lr", "best_loss", "cpu_hours", "gpu_hours", "resumes"} <= set(table[0])
+    assert "name" not in table[0] and "train.run_name" not in table[0]
+    by_id = {r["trial_id"]: r for r in table}
+    assert float(by_id["t1"]["best_loss"]) == pytest.approx(min(_losses(search_copy, "t1")))
+
+    md = result["md"].read_text().splitlines()
+    assert md[0].startswith("# Search `lr-search`: loss (min), 3 trials: 2 finished, 1 stopped early")
+    md_rows = [ln.split("|")[1:-1] for ln in md[4:]]
+    md_best = [float(cells[3]) for cells in md_rows]
+    assert md_best == sorted(md_best)
+    assert md_rows[0][0].strip() == result["best"]["trial_id"]
+
+    with Image.open(result["plot"]) as im:
+        assert im.size[0] > 200 and im.size[1] > 200
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 20
+    best = min(result["rows"], key=lambda r: r.best)
+    assert result["best"] == {"trial_id": best.trial_id, "metric": best.best, "step": best.best_step,
+                              "grid": best.grid}  # fmt: skip
+
+
+@pytest.mark.timeout(300)
+def test_partial_search_truncated_line_empty_trial_and_trials_json(search_copy):
+    metrics = search_copy / "runs" / "t1" / "metrics.jsonl"
+    before = {r.trial_id: r for r in collect(search_copy)}["t1"]
+    metrics.write_text(metrics.read_text() + '{"step": 7, "loss": 0.0')
+    (search_copy / "runs" / "t3").mkdir()
+    ray = {
+        "t0": {"status": "TERMINATED", "params": {"train.lr": LRS["t0"]}},
+        "t1": {"status": "ERROR", "params": {"train.lr": LRS["t1"]}},
+        "t4": {"status": "PENDING", "params": {"train.lr": 1e-4}},
+    }
+    (search_copy / "trials.json").write_text(json.dumps(ray))
+    result = report(search_copy)
+    rows = {r.trial_id: r for r in result["rows"]}
+    assert (rows["t1"].best, rows["t1"].last_step) == (before.best, before.last_step)
+    assert {t: r.status for t, r in rows.items()} == {
+        "t0": "finished",
+        "t1": "error",
+        "t2": "stopped early",
+        "t3": "no metrics",
+        "t4": "pending",
+    }
+    assert rows["t4"].diff == {"train.lr": 1e-4}
+    assert rows["t3"].best is None and rows["t3"].wall_s is None and rows["t3"].grid is None
+    md = result["md"].read_text().splitlines()
+    assert [ln.split("|")[1].strip() for ln in md[-2:]] == ["t3", "t4"]  # no metric yet: last
+
+
+def test_report_with_no_trials_yet(tmp_path):
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump({"name": "s", "metric": "loss", "mode": "max"}))
+    result = report(tmp_path)
+    assert result["rows"] == [] and result["best"] is None and result["plot"].is_file()
+
+
+@pytest.mark.timeout(300)
+def test_results_command_and_console_table(search_copy):
+    out = io.StringIO()
+    assert results_command(str(search_copy), out=out) == 0
+    text = out.getvalue()
+    for name in ("results.csv", "results.md", "results.png"):
+        assert str(search_copy / name) in text and (search_copy / name).is_file()
+    best = min(collect(search_copy), key=lambda r: r.best)
+    assert f"best: {best.trial_id} loss={best.best:.4g} at step {best.best_step}" in text
+    assert f"best grid: {best.grid or 'none yet'}" in text
+    lines = format_table(collect(search_copy), "loss", "min", max_width=40).splitlines()
+    assert len(lines) == 4 and all(len(ln) <= 40 for ln in lines)
+    assert lines[1].startswith(best.trial_id)
+
+
+def test_not_a_search_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="not a search folder: it has no search.yaml"):
+        results_command(str(tmp_path))

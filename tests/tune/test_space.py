@@ -1,0 +1,292 @@
+"""Search spaces: every shipped space validates; bad spaces fail naming the key, before Ray is imported."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from faice.config import ConfigError, load_config, parse_overrides
+from tune.space import (
+    KINDS,
+    Param,
+    SearchSpec,
+    describe_space,
+    load_space,
+    render_value,
+    to_param_space,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SPACES = sorted((REPO / "tune" / "spaces").glob("*.yaml"))
+
+# A valid space using every distribution kind; the invalid cases below each break one thing.
+ALL_KINDS = {
+    "base": "debug.yaml",
+    "overrides": {"train.checkpoint_every": 2, "train.adam_betas": [0.8, 0.95]},
+    "budget": {"num_samples": 2, "max_steps": 8},
+    "scheduler": {"name": "asha", "grace_period": 2, "reduction_factor": 2},
+    "searcher": {"name": "random", "seed": 0},
+    "trial": {"resources_per_worker": {"train_slot": 1}, "max_failures": 1},
+    "space": {
+        "train.lr": {"loguniform": [1.0e-4, 3.0e-3]},
+        "train.ema_decay": {"uniform": [0.9, 0.99]},
+        "train.seed": {"randint": [0, 5]},
+        "model.name": {"choice": ["debug", "unet-tiny"]},
+        "diffusion.beta_schedule": {"grid": ["linear", "cosine"]},
+    },
+}
+
+
+def write_space(tmp_path: Path, tree: dict, name: str = "search.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def with_change(dotted: str, value) -> dict:
+    """ALL_KINDS with `dotted` (first part a top-level key, rest a key inside it) set; None deletes."""
+    tree = copy.deepcopy(ALL_KINDS)
+    head, _, rest = dotted.partition(".")
+    node, key = (tree.setdefault(head, {}), rest) if rest else (tree, head)
+    if value is None:
+        node.pop(key, None)
+    else:
+        node[key] = value
+    return tree
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> SearchSpec:
+    return load_space(write_space(tmp_path_factory.mktemp("space"), ALL_KINDS))
+
+
+# ---------------------------------------------------------------------------- shipped spaces
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
+def test_every_shipped_space_loads_and_round_trips(path, tmp_path):
+    spec = load_space(path)
+    assert path.read_text().startswith("# "), "each space starts with the question it answers"
+    assert spec.num_trials >= 1 and describe_space(spec).startswith(spec.name)
+    spec.dump(tmp_path / "resolved.yaml")
+    assert load_space(tmp_path / "resolved.yaml") == spec
+
+
+def test_shipped_spaces_exist_and_say_what_was_asked():
+    assert {p.name for p in SPACES} >= {
+        "demo-asha.yaml",
+        "debug-asha.yaml",
+        "beta-schedule.yaml",
+        "unet-architecture.yaml",
+    }
+    demo = load_space("demo-asha.yaml")
+    assert (demo.num_trials, demo.scheduler.name, demo.scheduler.grace_period, demo.max_steps()) == (
+        4,
+        "asha",
+        100,
+        400,
+    )
+    assert demo.config_for().eval.every == 0 and demo.config_for().train.checkpoint_every == 100
+    grid = load_space("beta-schedule.yaml")
+    assert grid.num_trials == 9 and grid.trial.resources_per_worker == {"train_slot": 1}
+
+
+# ---------------------------------------------------------------------------- Ray param space
+
+
+def test_to_param_space_has_the_right_domains_and_bounds(spec):
+    from ray import tune
+    from ray.tune.search.sample import Categorical, Float, Integer
+
+    space = to_param_space(spec)
+    assert set(space) == set(spec.keys)
+    lr, ema, seed, name = (
+        space["train.lr"],
+        space["train.ema_decay"],
+        space["train.seed"],
+        space["model.name"],
+    )
+    assert isinstance(lr, Float) and (lr.lower, lr.upper) == (1e-4, 3e-3)
+    assert type(lr.get_sampler()).__name__ == "_LogUniform"
+    assert isinstance(ema, Float) and (ema.lower, ema.upper) == (0.9, 0.99)
+    assert type(ema.get_sampler()).__name__ == "_Uniform"
+    assert isinstance(seed, Integer) and (seed.lower, seed.upper) == (0, 5)
+    assert set(seed.sample(size=300)) == {0, 1, 2, 3, 4}, "randint's high is exclusive, as in Ray"
+    assert isinstance(name, Categorical) and name.categories == ["debug", "unet-tiny"]
+    assert space["diffusion.beta_schedule"] == tune.grid_search(["linear", "cosine"])
+
+
+# ---------------------------------------------------------------------------- trial configs
+
+
+def test_config_for_applies_overrides_budget_and_params(spec):
+    params = {"train.lr": 5e-4, "train.seed": np.int64(3), "model.name": "unet-tiny", "train.ema_decay": 0.95}
+    cfg = spec.config_for(params)
+    assert (cfg.train.lr, cfg.train.seed, cfg.model.name, cfg.train.ema_decay) == (5e-4, 3, "unet-tiny", 0.95)
+    assert cfg.model.base_channels == 32, "the preset of the sampled model is resolved"
+    assert cfg.train.max_steps == 8 and cfg.train.checkpoint_every == 2
+    assert cfg.train.adam_betas == [0.8, 0.95] and cfg.log.group == "search"
+    assert cfg.train.batch_size == load_config("debug.yaml").train.batch_size
+    with pytest.raises(ConfigError, match="params: unknown search key 'train.lrr'"):
+        spec.config_for({"train.lrr": 1e-3})
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"train.lr": 1.2345678e-5, "model.name": "debug", "train.seed": 0},
+        {"train.lr": np.float64(3e-3), "train.ema_decay": 0.9, "diffusion.beta_schedule": "cosine"},
+    ],
+)
+def test_override_list_round_trips_through_load_config(spec, params):
+    overrides = spec.override_list(params)
+    parsed = dict(parse_overrides(overrides))
+    for key, value in params.items():
+        assert parsed[key] == value and type(parsed[key]) is type(
+            value.item() if hasattr(value, "item") else value
+        )
+    assert parsed["train.adam_betas"] == [0.8, 0.95] and parsed["train.max_steps"] == 8
+    assert load_config(spec.base, overrides) == spec.config_for(params)
+
+
+@pytest.mark.parametrize("value", [True, False, [0.9, 0.999], None, 1e-20, "1e-4", "yes", "", "a: b"])
+def test_render_value_is_read_back_unchanged(value):
+    assert parse_overrides([f"k={render_value(value)}"]) == [("k", value)]
+
+
+def test_load_space_overrides_set_search_and_config_keys(tmp_path):
+    path = write_space(tmp_path, ALL_KINDS)
+    spec = load_space(
+        path,
+        [
+            "budget.num_samples=8",
+            "scheduler.name=fifo",
+            "config.train.batch_size=4",
+            "space.train.lr={choice: [1.0e-3, 2.0e-3]}",
+            "trial.resources_per_worker.train_slot=2",
+        ],
+    )
+    assert spec.budget.num_samples == 8 and spec.scheduler.name == "fifo"
+    assert spec.overrides["train.batch_size"] == 4 and spec.config_for().train.batch_size == 4
+    assert spec.to_dict()["space"]["train.lr"] == {"choice": [1e-3, 2e-3]}
+    assert spec.trial.resources_per_worker == {"train_slot": 2.0}
+    assert spec.num_trials == 16
+
+
+def test_float_strings_are_numbers_and_nested_overrides_are_flattened(tmp_path):
+    tree = with_change("space.train.lr", {"choice": ["1e-3", "2e-3"]})
+    tree["overrides"] = {"train": {"checkpoint_every": 4}}
+    spec = load_space(write_space(tmp_path, tree))
+    assert spec.space[0] == Param("train.lr", "choice", (1e-3, 2e-3))
+    assert spec.overrides == {"train.checkpoint_every": 4}
+
+
+# ---------------------------------------------------------------------------- invalid spaces
+
+INVALID = {
+    "unknown distribution": (
+        with_change("space.train.lr", {"logunif": [1e-4, 1e-3]}),
+        "space.train.lr: unknown distribution 'logunif'; valid choices: " + ", ".join(KINDS),
+    ),
+    "unknown space key": (
+        with_change("space.train.lrr", {"choice": [1e-3]}),
+        "space.train.lrr: unknown config key",
+    ),
+    "invalid choice value": (
+        with_change("space.model.name", {"choice": ["debug", "nope"]}),
+        "space.model.name: invalid choice 'nope'; valid choices: debug,",
+    ),
+    "uniform on an int field": (
+        with_change("space.train.batch_size", {"uniform": [4, 8]}),
+        "space.train.batch_size: uniform needs a float field but train.batch_size is int; use randint",
+    ),
+    "randint on a float field": (
+        with_change("space.train.lr", {"randint": [1, 3]}),
+        "space.train.lr: randint needs an int field but train.lr is float; use uniform or loguniform",
+    ),
+    "loguniform low <= 0": (
+        with_change("space.train.lr", {"loguniform": [0, 1e-3]}),
+        "space.train.lr: loguniform needs 0 < low",
+    ),
+    "low >= high": (with_change("space.train.ema_decay", {"uniform": [0.99, 0.9]}), "space.train.ema_decay"),
+    "bound outside the field's range": (
+        with_change("space.train.ema_decay", {"uniform": [0.9, 1.5]}),
+        "space.train.ema_decay: must be in [0, 1)",
+    ),
+    "bad scheduler name": (
+        with_change("scheduler.name", "hyperband"),
+        "scheduler.name: invalid choice 'hyperband'; valid choices: fifo, asha",
+    ),
+    "grace period beyond max steps": (with_change("scheduler.grace_period", 20), "scheduler.grace_period"),
+    "reduction factor 1": (with_change("scheduler.reduction_factor", 1), "scheduler.reduction_factor"),
+    "grid with optuna": (with_change("searcher.name", "optuna"), "searcher.name: optuna cannot search grid"),
+    "grid searcher with sampled params": (with_change("searcher.name", "grid"), "searcher.name: grid needs"),
+    "bad mode": (with_change("mode", "maximize"), "mode: invalid choice 'maximize'; valid choices: min, max"),
+    "zero samples": (with_change("budget.num_samples", 0), "budget.num_samples"),
+    "missing base config": (with_change("base", "nope.yaml"), "base: config file 'nope.yaml' not found"),
+    "no base": (with_change("base", None), "base: missing"),
+    "unknown top-level key": (
+        with_change("schedular", {"name": "asha"}),
+        "unknown search key 'schedular'; valid keys: name, base",
+    ),
+    "unknown section key": (with_change("budget.max_step", 8), "unknown search key 'budget.max_step'"),
+    "bad override value": (
+        with_change("overrides.train.checkpoint_every", "often"),
+        "overrides.train.checkpoint_every: expected an integer",
+    ),
+    "param also fixed": (with_change("overrides.train.lr", 1e-3), "space.train.lr: also fixed in overrides"),
+    "max_steps twice": (with_change("overrides.train.max_steps", 9), "budget.max_steps: conflicts"),
+    "section as a key": (with_change("space.train", {"choice": [1]}), "space.train: 'train' is a section"),
+    "incompatible combination": (
+        with_change("space.sample.sampler", {"choice": ["ddim", "pndm"]})
+        | {"overrides": {"diffusion.prediction_type": "sample"}},
+        "space.sample.sampler: 'pndm' cannot sample",
+    ),
+    "empty space": (with_change("space", {}), "space: no params"),
+}
+
+
+@pytest.mark.parametrize("tree, message", INVALID.values(), ids=INVALID.keys())
+def test_invalid_space_fails_naming_the_key(tmp_path, tree, message):
+    with pytest.raises(ConfigError) as info:
+        load_space(write_space(tmp_path, tree))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_combinations_are_checked_together(tmp_path):
+    tree = with_change("space.diffusion.prediction_type", {"choice": ["epsilon", "sample"]})
+    tree["space"]["sample.sampler"] = {"choice": ["ddim", "pndm"]}
+    with pytest.raises(ConfigError, match=r"^space: .*prediction_type=sample, sample.sampler=pndm together"):
+        load_space(write_space(tmp_path, tree))
+
+
+def test_optuna_missing_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
+    tree = with_change("searcher.name", "optuna")
+    del tree["space"]["diffusion.beta_schedule"]
+    with pytest.raises(ConfigError, match="searcher.name: optuna is not installed; pip install optuna"):
+        load_space(write_space(tmp_path, tree))
+
+
+# ---------------------------------------------------------------------------- no Ray
+
+
+def test_loading_a_space_neither_imports_nor_starts_ray(spec):
+    code = (
+        "import sys, tune.space\n"
+        "for name in ('demo-asha.yaml', 'beta-schedule.yaml'):\n"
+        "    tune.space.describe_space(tune.space.load_space(name))\n"
+        "print('ray' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "False"
+    import ray
+
+    load_space("debug-asha.yaml").config_for({"train.lr": 1e-3})
+    assert not ray.is_initialized()
