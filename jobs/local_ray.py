@@ -6,6 +6,7 @@ before `import ray` in any process that talks to the cluster (the launcher does 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -71,10 +72,8 @@ class LocalCluster:
     def stop(self, timeout: float = 20) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in self.pids():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
             deadline = time.time() + timeout
             while self.pids() and time.time() < deadline:
                 time.sleep(0.2)
