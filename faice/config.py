@@ -289,23 +289,34 @@ def from_dict(data: dict) -> Config:
     return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Load YAML `path` (or the defaults), apply dotted `overrides`, validate, resolve presets."""
-    tree: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists() and (CONFIG_DIR / path).exists():
-            path = CONFIG_DIR / path
-        if not path.exists():
-            raise ConfigError(f"config file {str(path)!r} not found")
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from None
-        tree.setdefault("name", path.stem)
+def read_tree(path: str | Path) -> dict:
+    """The raw (unresolved) YAML tree of a config file; a bare name is looked up under configs/."""
+    path = Path(path)
+    if not path.exists() and (CONFIG_DIR / path).exists():
+        path = CONFIG_DIR / path
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    tree.setdefault("name", path.stem)
+    return tree
+
+
+def from_tree(tree: dict, overrides: Sequence[str] = ()) -> Config:
+    """Apply dotted `overrides` to a raw tree (a copy), validate and resolve presets."""
+    import copy
+
+    tree = copy.deepcopy(tree)
     for key, value in parse_overrides(overrides):
         _set_dotted(tree, key, value)
     return resolve(from_dict(tree))
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load YAML `path` (or the defaults), apply dotted `overrides`, validate, resolve presets."""
+    return from_tree(read_tree(path) if path is not None else {}, overrides)
 
 
 def validate(cfg: Config) -> None:

@@ -5,7 +5,7 @@ The workers run `faice.train.loop.train` itself; Ray only sees its checkpoint fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
 import ray.train
@@ -13,35 +13,45 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from faice.config import Config, from_dict, resolve, to_dict
+from tune.space import TrialResources
+
+REPO = Path(__file__).resolve().parent.parent
 
 
-@dataclass
-class TrialResources:
-    """What one Ray Train run asks for: workers x (CPU, GPU, custom resources such as train_slot)."""
+def scaling_config(res: TrialResources) -> ScalingConfig:
+    """Ray Train workers x (CPU, GPU, custom resources such as train_slot) of one run."""
+    per_worker = {"CPU": res.cpus_per_worker, **res.resources_per_worker}
+    if res.gpus_per_worker:
+        per_worker["GPU"] = res.gpus_per_worker
+    return ScalingConfig(
+        num_workers=res.num_workers, use_gpu=res.gpus_per_worker > 0, resources_per_worker=per_worker
+    )
 
-    num_workers: int = 1
-    cpus_per_worker: float = 1
-    gpus_per_worker: float = 0
-    resources_per_worker: dict = field(default_factory=dict)
-    max_failures: int = 3
 
-    def scaling_config(self) -> ScalingConfig:
-        per_worker = {"CPU": self.cpus_per_worker, **self.resources_per_worker}
-        if self.gpus_per_worker:
-            per_worker["GPU"] = self.gpus_per_worker
-        return ScalingConfig(
-            num_workers=self.num_workers, use_gpu=self.gpus_per_worker > 0, resources_per_worker=per_worker
+def run_bundle(res: TrialResources) -> dict[str, float]:
+    """Resources of one whole run (all its workers), for sizing how many run at once."""
+    total = {"CPU": res.cpus_per_worker * res.num_workers, "GPU": res.gpus_per_worker * res.num_workers}
+    total.update({k: v * res.num_workers for k, v in res.resources_per_worker.items()})
+    return {k: v for k, v in total.items() if v}
+
+
+def connect(address: str | None, num_cpus: int | None) -> None:
+    """Join the given cluster, the one of a `ray job submit` job, or start a local one on 127.0.0.1."""
+    import ray
+
+    env_vars = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):  # inside `ray job submit`: its working_dir applies
+        ray.init(address=address or "auto")
+    elif address or os.environ.get("RAY_ADDRESS"):
+        ray.init(
+            address=address,
+            runtime_env={"working_dir": str(REPO)}
+            if address and address.startswith("ray://")
+            else {"env_vars": env_vars},
         )
-
-    def bundle(self) -> dict[str, float]:
-        """Resources of the whole run (all workers), for sizing concurrency."""
-        total = {
-            "CPU": self.cpus_per_worker * self.num_workers,
-            "GPU": self.gpus_per_worker * self.num_workers,
-        }
-        for key, value in self.resources_per_worker.items():
-            total[key] = value * self.num_workers
-        return {k: v for k, v in total.items() if v}
+    else:
+        # the dashboard serves the state API that Ray Train uses to clean up after stopped trials
+        ray.init(num_cpus=num_cpus, include_dashboard=True, runtime_env={"env_vars": env_vars})
 
 
 def worker_loop(loop_config: dict) -> None:
@@ -80,7 +90,7 @@ def make_trainer(
     return TorchTrainer(
         worker_loop,
         train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir)},
-        scaling_config=resources.scaling_config(),
+        scaling_config=scaling_config(resources),
         run_config=RunConfig(
             name=run_name,
             storage_path=str(storage_path),
@@ -89,3 +99,28 @@ def make_trainer(
             callbacks=callbacks or [],
         ),
     )
+
+
+def run_trial(params: dict, *, spec, base_tree: dict, search_dir: str, fixed: list[str]) -> None:
+    """A Ray Tune function trainable: this trial's faice config as one Ray Train run.
+
+    The Train run name is `<search>-<trial id>` and its faice run folder `runs/<trial id>`: both stable,
+    so a restarted trial or a restored search finds its checkpoints.
+    """
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from faice.config import from_tree
+
+    trial_id = tune.get_context().get_trial_id()
+    sampled = {k: params[k] for k in spec.keys if k in params}
+    cfg = from_tree(base_tree, spec.override_list(sampled) + fixed + [f"train.run_name={trial_id}"])
+    trainer = make_trainer(
+        cfg,
+        run_dir=Path(search_dir) / "runs" / trial_id,
+        storage_path=Path(search_dir) / "train",
+        run_name=f"{spec.name}-{trial_id}",
+        resources=spec.trial,
+        callbacks=[TuneReportCallback()],
+    )
+    trainer.fit()

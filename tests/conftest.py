@@ -32,3 +32,24 @@ def debug_cfg(debug_data, tmp_path):
         return load_config(REPO / "configs" / "debug.yaml", base + list(overrides))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real Ray head on 127.0.0.1 (2 CPUs, dashboard for `ray job submit`), stopped by its pids."""
+    import tempfile
+
+    from jobs.local_ray import start_local_cluster
+
+    # a short temp dir: Ray's unix socket paths must stay under ~107 characters
+    cluster = start_local_cluster(tempfile.mkdtemp(prefix="faice-ray-", dir="/tmp"), num_cpus=2)
+    cluster.env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
+    cluster.env["PYTHONPATH"] = str(REPO)
+    cluster.env["WANDB_SILENT"] = "true"
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        import shutil
+
+        shutil.rmtree(cluster.temp_dir, ignore_errors=True)

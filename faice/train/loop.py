@@ -176,7 +176,7 @@ def _loop(
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{p.metrics['lr']:.2e}")
             if reporter is not None:
                 reporter.log_metrics(p.step, p.metrics)
-            if hooks.on_metrics:
+            if hooks.on_metrics and p.step < tc.max_steps:  # the last step is reported with its checkpoint
                 hooks.on_metrics(p.step, dict(p.metrics))
         bar.update(1)
         if cfg.eval.every and p.step % cfg.eval.every == 0 and p.step < tc.max_steps:
@@ -185,8 +185,12 @@ def _loop(
             ckpt = _checkpoint(cfg, state, run_dir, hooks)
     bar.close()
     if ckpt is None or ckpt.name != f"step-{p.step:07d}":
-        ckpt = _checkpoint(cfg, state, run_dir, hooks)
-    if p.step >= tc.max_steps:
+        ckpt = _checkpoint(cfg, state, run_dir, Hooks())
+        if p.step >= tc.max_steps:  # outputs first: an orchestrator may end the run once it hears of the last step
+            finish_run(cfg, state, run_dir, reporter, ckpt)
+        if hooks.on_checkpoint:
+            hooks.on_checkpoint(ckpt, p.step, dict(p.metrics))
+    elif p.step >= tc.max_steps:
         finish_run(cfg, state, run_dir, reporter, ckpt)
     return RunResult(run_dir=run_dir, step=p.step, checkpoint=ckpt, metrics=dict(p.metrics))
 

@@ -1,0 +1,89 @@
+"""`python -m jobs.train`: one faice training run as a Ray Train run (for `ray job submit` or a laptop).
+
+ray job submit --working-dir . -- python -m jobs.train --config configs/demo.yaml --num-workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from faice.config import ConfigError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m jobs.train",
+        description="Train one faice config on a Ray cluster with Ray Train (resumes from its last checkpoint).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--config", "-c", required=True, help="faice config YAML (a path or a name under configs/)"
+    )
+    p.add_argument(
+        "--address", default=None, help="Ray address (default: $RAY_ADDRESS, else a local 127.0.0.1 cluster)"
+    )
+    p.add_argument(
+        "--storage", default="runs/ray", help="where the run folder and Ray Train state go (shared)"
+    )
+    p.add_argument(
+        "--name", default=None, help="run name (default: the config's run name); stable across restarts"
+    )
+    p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers (data-parallel processes)")
+    p.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per worker")
+    p.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker")
+    p.add_argument(
+        "--resources-per-worker", default="{}", help="custom resources per worker, e.g. '{\"train_slot\": 1}'"
+    )
+    p.add_argument(
+        "--max-failures", type=int, default=3, help="worker-failure restarts (from the last checkpoint)"
+    )
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (local only)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> Path:
+    import json
+
+    from faice.config import load_config
+    from faice.data.ensure import ensure_dataset
+    from tune.space import TrialResources
+
+    cfg = load_config(args.config, args.overrides)
+    name = args.name or cfg.run_name
+    storage = Path(args.storage).resolve()
+    cfg.data.path = str(Path(cfg.data.path).resolve())
+    cfg.train.run_name = name
+    ensure_dataset(cfg.data)
+    resources = TrialResources(
+        num_workers=args.num_workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        resources_per_worker=json.loads(args.resources_per_worker),
+        max_failures=args.max_failures,
+    )
+    from jobs.ray_train import connect, make_trainer
+
+    connect(args.address, args.num_cpus)
+    run_dir = storage / "runs" / name
+    result = make_trainer(cfg, run_dir, storage / "train", name, resources).fit()
+    print(f"run folder: {run_dir}\nlast checkpoint: {result.checkpoint.path if result.checkpoint else None}")
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.local_ray import apply_local_env
+
+    apply_local_env()
+    try:
+        run(parse_args(argv))
+    except ConfigError as e:
+        print(f"jobs.train: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The Ray service on a real local cluster (127.0.0.1): ASHA searches, ray job submit, worker loss,
+launcher loss. Every test starts its processes with a timeout and the cluster is stopped by pid."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow]
+
+
+def _search_cmd(cluster, storage, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "tune.search",
+        "--space",
+        "debug-asha.yaml",
+        "--storage",
+        str(storage),
+        "--address",
+        cluster.address,
+        "--verbose",
+        "0",
+        *extra,
+    ]
+
+
+def _rows(search_dir: Path) -> list[dict]:
+    with (search_dir / "results.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def _metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def _listeners_are_loopback(cluster) -> None:
+    pids = set(cluster.pids())
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, timeout=30).stdout
+    for line in out.splitlines():
+        if any(f"pid={pid}," in line for pid in pids):
+            local = line.split()[3]
+            assert local.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:")), line
+
+
+@pytest.mark.timeout(600)
+def test_asha_search_runs_stops_early_and_logs_each_trial(ray_cluster, debug_data, tmp_path):
+    cmd = _search_cmd(ray_cluster, tmp_path, f"config.data.path={debug_data}", "config.log.wandb=offline")
+    out = subprocess.run(cmd, cwd=REPO, env=ray_cluster.env, capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    _listeners_are_loopback(ray_cluster)
+    search = tmp_path / "debug-asha"
+    rows = _rows(search)
+    assert len(rows) == 4
+    statuses = [r["status"] for r in rows]
+    assert "stopped early" in statuses, statuses
+    assert "finished" in statuses, statuses
+    for row in rows:  # one offline W&B run per trial, written by rank 0 into its run folder
+        assert list((search / "runs" / row["trial_id"] / "wandb").glob("offline-run-*")), row["trial_id"]
+    assert (search / "results.md").exists() and (search / "results.png").exists()
+    assert "best:" in out.stdout
+
+
+@pytest.mark.timeout(600)
+def test_search_submitted_with_ray_job_submit(ray_cluster, debug_data, tmp_path):
+    ray = str(Path(sys.executable).parent / "ray")
+    cmd = [
+        ray,
+        "job",
+        "submit",
+        "--address",
+        ray_cluster.dashboard_url,
+        "--working-dir",
+        str(REPO),
+        "--",
+        sys.executable,
+        "-m",
+        "tune.search",
+        "--space",
+        "debug-asha.yaml",
+        "--storage",
+        str(tmp_path),
+        "--verbose",
+        "0",
+        f"config.data.path={debug_data}",
+        "budget.num_samples=2",
+        "scheduler.name=fifo",
+        "budget.max_steps=4",
+    ]
+    out = subprocess.run(cmd, cwd=tmp_path, env=ray_cluster.env, capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-2000:])
+    assert "succeeded" in out.stdout.lower()
+    rows = _rows(tmp_path / "debug-asha")
+    assert [r["status"] for r in rows] == ["finished", "finished"]
+
+
+def _worker_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"RayTrainWorker" in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.timeout(600)
+def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, debug_data, tmp_path):
+    every = 10
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.train",
+        "--config",
+        "debug.yaml",
+        "--address",
+        ray_cluster.address,
+        "--storage",
+        str(tmp_path),
+        "--max-failures",
+        "2",
+        f"data.path={debug_data}",
+        "train.max_steps=120",
+        f"train.checkpoint_every={every}",
+        "train.log_every=1",
+        "train.keep_checkpoints=3",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    metrics = tmp_path / "runs" / "debug" / "metrics.jsonl"
+    try:
+        _wait_for(
+            lambda: any(m.get("step", 0) >= 25 and "loss" in m for m in _metrics(metrics)), 300, "step 25"
+        )
+        pids = _worker_pids()
+        assert pids, "no RayTrainWorker process found"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        reached = max(m["step"] for m in _metrics(metrics) if "loss" in m)
+        out, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out.decode()[-3000:]
+    rows = _metrics(metrics)
+    resumed = [m["resumed_from"] for m in rows if "resumed_from" in m]
+    assert resumed, "the trial did not resume from a checkpoint"
+    assert reached - resumed[0] <= every, (reached, resumed)
+    assert resumed[0] >= every
+    losses = [m["step"] for m in rows if "loss" in m]
+    assert losses[-1] == 120 and losses == sorted(set(losses)), (
+        "steps after the resume point were not re-run once"
+    )
+    assert (tmp_path / "runs" / "debug" / "summary.json").exists()
+
+
+@pytest.mark.timeout(900)
+def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, debug_data, tmp_path):
+    args = [
+        f"config.data.path={debug_data}",
+        "scheduler.name=fifo",
+        "budget.num_samples=3",
+        "budget.max_steps=40",
+        "trial.cpus_per_worker=2",
+        "config.train.checkpoint_every=10",
+    ]
+    cmd = _search_cmd(ray_cluster, tmp_path, *args)
+    search = tmp_path / "debug-asha"
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=ray_cluster.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        first = _wait_for(
+            lambda: next(iter(search.glob("runs/*/summary.json")), None), 400, "a finished trial"
+        )
+        time.sleep(12)  # let Tune persist its experiment state after the trial ended
+        finished_mtime = first.stat().st_mtime
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(3)
+    resume = subprocess.run(
+        _search_cmd(ray_cluster, tmp_path, *args, "--resume"),
+        cwd=REPO,
+        env=ray_cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    rows = _rows(search)
+    assert len(rows) == 3 and all(r["status"] == "finished" for r in rows), rows
+    assert first.stat().st_mtime == finished_mtime, "a finished trial was run again"
+    assert not any("resumed_from" in m for m in _metrics(first.parent / "metrics.jsonl"))

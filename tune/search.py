@@ -1,0 +1,192 @@
+"""`python -m tune.search`: a Ray Tune search of faice trials, each trial a Ray Train run.
+
+    python -m tune.search --space tune/spaces/demo-asha.yaml                 # local 127.0.0.1 cluster
+    python -m tune.search --space beta-schedule.yaml --address auto --storage /shared/faice
+    python -m tune.search --space demo-asha.yaml --resume                    # after an interruption
+
+Everything is validated before Ray starts. Results land in <storage>/<name>/: results.csv,
+results.md, results.png, runs/<trial>/ (faice run folders) and Ray's own state (for --resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from faice.config import ConfigError, dump_yaml, read_tree
+
+DEFAULT_STORAGE = "runs/searches"
+# The Tune trial actor only waits on its Ray Train run, which reserves the real resources; it asks for
+# one byte of memory because Ray refuses an empty request and any CPU share would break the packing.
+TRIAL_ACTOR_RESOURCES = {"memory": 1}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m tune.search",
+        description="Run a Ray Tune search over faice configs (each trial a Ray Train run).",
+        epilog="Overrides set keys of the search file (budget.num_samples=8, scheduler.name=fifo) "
+        "or, prefixed with config., of every trial's config (config.train.batch_size=16).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--space", required=True, help="search-space YAML (a path or a name under tune/spaces/)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray address: auto, ray://host:10001, host:port; default: "
+        "$RAY_ADDRESS, else a local cluster on 127.0.0.1",
+    )
+    p.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help="parent folder of searches (shared by all nodes)"
+    )
+    p.add_argument("--name", default=None, help="search name (default: the space's name)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (local only)")
+    p.add_argument("--verbose", type=int, default=1, help="Tune console verbosity (0-3)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    return p.parse_args(argv)
+
+
+def max_concurrent(bundle: dict[str, float], cluster: dict[str, float]) -> int:
+    """How many trials of `bundle` resources fit in `cluster` at once (at least 1)."""
+    fits = [math.floor(cluster.get(k, 0) / v) for k, v in bundle.items() if v]
+    missing = [k for k, v in bundle.items() if v and cluster.get(k, 0) < v]
+    if missing:
+        raise ConfigError(
+            f"trial: one trial needs {bundle} but the cluster has {dict(cluster)}; missing: {', '.join(missing)}"
+        )
+    return max(1, min(fits)) if fits else 1
+
+
+def _scheduler(spec):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler.name == "asha":
+        return ASHAScheduler(
+            time_attr="step",
+            max_t=spec.max_steps(),
+            grace_period=spec.scheduler.grace_period,
+            reduction_factor=spec.scheduler.reduction_factor,
+        )
+    return FIFOScheduler()
+
+
+def _searcher(spec, concurrent: int):
+    if spec.searcher.name == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        return ConcurrencyLimiter(OptunaSearch(seed=spec.searcher.seed), max_concurrent=concurrent)
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=spec.searcher.seed, max_concurrent=concurrent)
+
+
+def _trainable(spec, search_dir: Path, base_tree: dict, fixed: list[str]):
+    from ray import tune
+
+    from jobs.ray_train import run_trial
+
+    trainable = tune.with_parameters(
+        run_trial, spec=spec, base_tree=base_tree, search_dir=str(search_dir), fixed=fixed
+    )
+    return tune.with_resources(trainable, TRIAL_ACTOR_RESOURCES)
+
+
+def _prepare(spec, search_dir: Path) -> tuple[dict, list[str]]:
+    """Base tree + fixed overrides every trial gets; writes search.yaml and base_config.yaml; makes the data."""
+    from faice.data.ensure import ensure_dataset
+
+    base_tree = read_tree(spec.base)
+    base = spec.config_for({})
+    data_path = Path(base.data.path).resolve()
+    fixed = [f"data.path={data_path}", f"train.output_dir={search_dir / 'runs'}"]
+    base.data.path, base.train.output_dir = str(data_path), str(search_dir / "runs")
+    search_dir.mkdir(parents=True, exist_ok=True)
+    spec.dump(search_dir / "search.yaml")
+    (search_dir / "base_config.yaml").write_text(dump_yaml(base))
+    ensure_dataset(base.data)  # once, here, not by every trial at once
+    return base_tree, fixed
+
+
+def _write_trials(results, search_dir: Path, keys: list[str]) -> None:
+    trials = {}
+    for result in results:
+        trial_id = Path(result.path).name.removeprefix("trial-")
+        status = "ERROR" if result.error else "TERMINATED"
+        trials[trial_id] = {"status": status, "params": {k: result.config.get(k) for k in keys}}
+    (search_dir / "trials.json").write_text(json.dumps(trials, indent=2, default=str))
+
+
+def run_search(args: argparse.Namespace) -> Path:
+    """Validate, connect, run (or resume) the search, write its results; returns the search folder."""
+    from tune.space import load_space, to_param_space
+
+    spec = load_space(args.space, args.overrides)
+    if args.name:
+        spec.name = args.name
+    storage = Path(args.storage).resolve()
+    search_dir = storage / spec.name
+    has_state = any(search_dir.glob("experiment_state*.json")) or any(search_dir.glob("tuner.pkl"))
+    if has_state and not args.resume:
+        raise ConfigError(
+            f"search {search_dir} exists; pass --resume to continue it or --name to start another"
+        )
+    if args.resume and not has_state:
+        raise ConfigError(f"--resume: no search state in {search_dir}")
+    base_tree, fixed = _prepare(spec, search_dir)
+
+    import ray
+    from ray import tune
+
+    from jobs.ray_train import connect, run_bundle
+
+    connect(args.address, args.num_cpus)
+    concurrent = max_concurrent(run_bundle(spec.trial), ray.cluster_resources())
+    print(
+        f"faice search {spec.name}: {spec.num_trials} trials, up to {concurrent} at once -> {search_dir}",
+        flush=True,
+    )
+    trainable = _trainable(spec, search_dir, base_tree, fixed)
+    if args.resume:
+        tuner = tune.Tuner.restore(str(search_dir), trainable=trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=to_param_space(spec),
+            tune_config=tune.TuneConfig(
+                metric=spec.metric,
+                mode=spec.mode,
+                scheduler=_scheduler(spec),
+                search_alg=_searcher(spec, concurrent),
+                num_samples=spec.budget.num_samples,
+                time_budget_s=spec.budget.time_budget_s,
+                trial_dirname_creator=lambda trial: f"trial-{trial.trial_id}",
+            ),
+            run_config=tune.RunConfig(name=spec.name, storage_path=str(storage), verbose=args.verbose),
+        )
+    results = tuner.fit()
+    _write_trials(results, search_dir, spec.keys)
+    return search_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.local_ray import apply_local_env
+
+    apply_local_env()  # before ray is imported: loopback only, explicit auth mode
+    args = parse_args(argv)
+    try:
+        search_dir = run_search(args)
+    except ConfigError as e:
+        print(f"tune.search: error: {e}", file=sys.stderr)
+        return 2
+    from faice.results import results_command
+
+    return results_command(str(search_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
