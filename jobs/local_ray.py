@@ -46,6 +46,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process we can read."""
+    table = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="ignore")
+        except OSError:
+            continue
+        table[int(proc.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmdline)
+    return table
+
+
 @dataclass
 class LocalCluster:
     """A head node started with `ray start --head` on 127.0.0.1, stopped by the pids it owns."""
@@ -56,18 +71,14 @@ class LocalCluster:
     env: dict = field(default_factory=dict)
 
     def pids(self) -> list[int]:
-        """Processes of this cluster: every process whose command line mentions its temp dir."""
-        found = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) == os.getpid():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes().decode(errors="ignore")
-            except OSError:
-                continue
-            if str(self.temp_dir) in cmdline:
-                found.append(int(proc.name))
-        return found
+        """Processes of this cluster: those whose command line names its temp dir, and their descendants."""
+        table = _process_table()
+        roots = {pid for pid, (_, cmd) in table.items() if str(self.temp_dir) in cmd and pid != os.getpid()}
+        found, frontier = set(roots), set(roots)
+        while frontier:
+            frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
+            found |= frontier
+        return sorted(found)
 
     def stop(self, timeout: float = 20) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -79,6 +90,24 @@ class LocalCluster:
                 time.sleep(0.2)
 
 
+def wait_for_job_agent(cluster: LocalCluster, timeout: float = 120) -> None:
+    """Block until the head accepts `ray job submit` (its job agent registers a few seconds after start)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            client = JobSubmissionClient(cluster.dashboard_url)
+            job = client.submit_job(entrypoint="true")
+            while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+                time.sleep(0.5)
+            return
+        except Exception:
+            if time.time() > deadline:
+                raise
+            time.sleep(1)
+
+
 def start_local_cluster(
     temp_dir: str | Path, num_cpus: int | None = None, resources: dict | None = None, timeout: float = 120
 ) -> LocalCluster:
@@ -86,6 +115,16 @@ def start_local_cluster(
     temp_dir = Path(temp_dir).resolve()
     temp_dir.mkdir(parents=True, exist_ok=True)
     gcs_port, dash_port = free_port(), free_port()
+    # every listener on its own free port, so clusters (tests, a user's own) never collide on defaults
+    ports = {
+        "--dashboard-agent-listen-port": free_port(),
+        "--dashboard-agent-grpc-port": free_port(),
+        "--metrics-export-port": free_port(),
+        "--runtime-env-agent-port": free_port(),
+        "--ray-client-server-port": free_port(),
+        "--node-manager-port": free_port(),
+        "--object-manager-port": free_port(),
+    }
     env = local_env()
     cmd = [
         str(Path(sys.executable).parent / "ray"),
@@ -98,6 +137,7 @@ def start_local_cluster(
         f"--temp-dir={temp_dir}",
         "--disable-usage-stats",
         "--include-dashboard=true",
+        *(f"{flag}={port}" for flag, port in ports.items()),
     ]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")

@@ -39,14 +39,17 @@ def ray_cluster():
     """A real Ray head on 127.0.0.1 (2 CPUs, dashboard for `ray job submit`), stopped by its pids."""
     import tempfile
 
-    from jobs.local_ray import start_local_cluster
+    from jobs.local_ray import apply_local_env, start_local_cluster, wait_for_job_agent
+
+    apply_local_env()
 
     # a short temp dir: Ray's unix socket paths must stay under ~107 characters
     cluster = start_local_cluster(tempfile.mkdtemp(prefix="faice-ray-", dir="/tmp"), num_cpus=2)
-    cluster.env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
-    cluster.env["PYTHONPATH"] = str(REPO)
-    cluster.env["WANDB_SILENT"] = "true"
     try:
+        cluster.env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
+        cluster.env["PYTHONPATH"] = str(REPO)
+        cluster.env["WANDB_SILENT"] = "true"
+        wait_for_job_agent(cluster)
         yield cluster
     finally:
         cluster.stop()
