@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-## make demo: synthesise faces, train a tiny UNet on CPU/GPU, write samples, grid, loss curve, metrics to runs/demo
+## make demo: an ASHA search of 4 tiny UNets on synthetic faces, on a local 127.0.0.1 Ray cluster
 demo: $(STAMP)
-	$(VENV)/bin/faice demo
+	RAY_TRAIN_HEALTH_CHECK_INTERVAL_S=1 $(PY) -m tune.search --space demo-asha.yaml --resume-if-exists
 
 ## make test: the whole test suite (CI runs exactly this)
 test: $(STAMP)

@@ -115,6 +115,12 @@ def _print_manifest(manifest: dict, out) -> None:
         print(f"  skipped {item['file']}: {item['reason']}")
 
 
+def cmd_results(args: argparse.Namespace) -> int:
+    from faice.results import results_command
+
+    return results_command(args.search)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from faice.demo import run_demo
 
@@ -191,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.1, help="share of faces in the test split")
     p.add_argument("--encoding", choices=["raw", "png"], default="raw", help="image bytes in the shards")
     p.set_defaults(fn=cmd_data_synth)
+
+    p = sub.add_parser(
+        "results",
+        help="print a search's results table and redraw its plots, from disk (no Ray)",
+        formatter_class=fmt,
+    )
+    p.add_argument("search", help="a search folder: <storage>/<search name> (has search.yaml)")
+    p.set_defaults(fn=cmd_results)
 
     p = sub.add_parser(
         "demo",

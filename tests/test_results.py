@@ -179,3 +179,12 @@ def test_results_command_and_console_table(search_copy):
 def test_not_a_search_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="not a search folder: it has no search.yaml"):
         results_command(str(tmp_path))
+
+
+def test_faice_results_cli(search_copy, capsys):
+    from faice.cli import main
+
+    assert main(["results", str(search_copy)]) == 0
+    out = capsys.readouterr().out
+    assert "best:" in out and (search_copy / "results.csv").exists()
+    assert main(["results", str(search_copy / "runs")]) == 2

@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--name", default=None, help="search name (default: the space's name)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
+    p.add_argument(
+        "--resume-if-exists", action="store_true", help="resume when the search exists, else start it"
+    )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (local only)")
     p.add_argument("--verbose", type=int, default=1, help="Tune console verbosity (0-3)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -103,7 +106,8 @@ def _prepare(spec, search_dir: Path) -> tuple[dict, list[str]]:
     base_tree = read_tree(spec.base)
     base = spec.config_for({})
     data_path = Path(base.data.path).resolve()
-    fixed = [f"data.path={data_path}", f"train.output_dir={search_dir / 'runs'}"]
+    # trials log lines, not progress bars: many workers share one console through Ray
+    fixed = [f"data.path={data_path}", f"train.output_dir={search_dir / 'runs'}", "log.progress=false"]
     base.data.path, base.train.output_dir = str(data_path), str(search_dir / "runs")
     search_dir.mkdir(parents=True, exist_ok=True)
     spec.dump(search_dir / "search.yaml")
@@ -131,6 +135,7 @@ def run_search(args: argparse.Namespace) -> Path:
     storage = Path(args.storage).resolve()
     search_dir = storage / spec.name
     has_state = any(search_dir.glob("experiment_state*.json")) or any(search_dir.glob("tuner.pkl"))
+    args.resume = args.resume or (args.resume_if_exists and has_state)
     if has_state and not args.resume:
         raise ConfigError(
             f"search {search_dir} exists; pass --resume to continue it or --name to start another"
@@ -185,7 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from faice.results import results_command
 
-    return results_command(str(search_dir))
+    code = results_command(str(search_dir))
+    runs = sorted(search_dir.glob("runs/*/wandb/offline-run-*"))
+    if runs:
+        print(
+            f"W&B offline runs ({len(runs)}, group {search_dir.name}): {search_dir / 'runs'}/*/wandb "
+            f"(upload with `wandb sync {search_dir / 'runs'}/*/wandb/offline-run-*`)"
+        )
+    return code
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from faice.config import Config
 from faice.models import count_parameters
 from faice.plots import loss_curve
@@ -61,6 +63,8 @@ def finish_run(cfg: Config, state, run_dir: Path, reporter, ckpt: Path) -> dict 
             "sample_seconds": round(sample_s, 2),
             "parameters": count_parameters(state.accelerator.unwrap_model(state.model)),
             "device": str(acc.device),
+            "torch_threads": torch.get_num_threads(),
+            "processes": acc.num_processes,
             "checkpoint": str(ckpt),
             "grid": str(grid),
             "loss_curve": str(curve) if curve else None,
