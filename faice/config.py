@@ -289,17 +289,25 @@ def from_dict(data: dict) -> Config:
     return cfg
 
 
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """The parsed YAML of `path` ({} when empty); ConfigError when it is missing or not YAML."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} not found")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+
+
 def read_tree(path: str | Path) -> dict:
     """The raw (unresolved) YAML tree of a config file; a bare name is looked up under configs/."""
     path = Path(path)
     if not path.exists() and (CONFIG_DIR / path).exists():
         path = CONFIG_DIR / path
-    if not path.exists():
-        raise ConfigError(f"config file {str(path)!r} not found")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    tree = read_yaml(path, "config file")
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of config sections, got {tree!r}")
     tree.setdefault("name", path.stem)
     return tree
 

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def loss_curve(metrics_jsonl: str | Path, out_png: str | Path, key: str = "loss") -> Path | None:
@@ -20,7 +12,9 @@ def loss_curve(metrics_jsonl: str | Path, out_png: str | Path, key: str = "loss"
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in read_metrics(metrics_jsonl) if key in r]
+    from faice.results import read_jsonl
+
+    rows = [r for r in read_jsonl(metrics_jsonl) if key in r]
     if not rows:
         return None
     steps = [r["step"] for r in rows]

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from faice.config import ConfigError
+from faice.config import ConfigError, read_yaml
 
 BOOKKEEPING = frozenset({"name", "train.run_name", "train.output_dir", "log.group"})
 """Config keys that differ between trials by construction; never part of a trial's diff."""
@@ -51,10 +51,7 @@ def load_search(search_dir: str | Path) -> dict:
     path = Path(search_dir) / "search.yaml"
     if not path.is_file():
         raise ConfigError(f"{search_dir} is not a search folder: it has no search.yaml")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    spec = read_yaml(path)
     if spec.get("mode", "min") not in ("min", "max"):
         raise ConfigError(f"{path}: mode must be min or max, got {spec['mode']!r}")
     return spec

@@ -99,7 +99,11 @@ def wait_for_job_agent(cluster: LocalCluster, timeout: float = 120) -> None:
         try:
             client = JobSubmissionClient(cluster.dashboard_url)
             job = client.submit_job(entrypoint="true")
-            while client.get_job_status(job) not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+            while client.get_job_status(job) not in (
+                JobStatus.SUCCEEDED,
+                JobStatus.FAILED,
+                JobStatus.STOPPED,
+            ):
                 time.sleep(0.5)
             return
         except Exception:

@@ -1,6 +1,6 @@
 """`python -m jobs.sample`: `faice sample` on a cluster node with a GPU when there is one.
 
-    ray job submit --working-dir . -- python -m jobs.sample runs/searches/demo-asha/runs/<trial> --n 64
+ray job submit --working-dir . -- python -m jobs.sample runs/searches/demo-asha/runs/<trial> --n 64
 """
 
 from __future__ import annotations

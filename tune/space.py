@@ -61,7 +61,16 @@ from typing import Any, Literal
 import yaml
 
 # faice.config's typed value conversion, reused so that configs and search spaces fail alike.
-from faice.config import Config, ConfigError, _coerce, _type_name, load_config, opt, parse_overrides
+from faice.config import (
+    Config,
+    ConfigError,
+    _coerce,
+    _type_name,
+    load_config,
+    opt,
+    parse_overrides,
+    read_yaml,
+)
 
 SPACES_DIR = Path(__file__).resolve().parent / "spaces"
 KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -202,12 +211,7 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpec:
     path = Path(path)
     if not path.exists() and (SPACES_DIR / path).exists():
         path = SPACES_DIR / path
-    if not path.exists():
-        raise ConfigError(f"search space {str(path)!r} not found")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    tree = read_yaml(path, "search space")
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: expected a mapping of search keys, got {tree!r}")
     _apply_overrides(tree, overrides)

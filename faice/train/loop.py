@@ -186,7 +186,9 @@ def _loop(
     bar.close()
     if ckpt is None or ckpt.name != f"step-{p.step:07d}":
         ckpt = _checkpoint(cfg, state, run_dir, Hooks())
-        if p.step >= tc.max_steps:  # outputs first: an orchestrator may end the run once it hears of the last step
+        if (
+            p.step >= tc.max_steps
+        ):  # outputs first: an orchestrator may end the run once it hears of the last step
             finish_run(cfg, state, run_dir, reporter, ckpt)
         if hooks.on_checkpoint:
             hooks.on_checkpoint(ckpt, p.step, dict(p.metrics))

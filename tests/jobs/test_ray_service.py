@@ -2,7 +2,6 @@
 launcher loss. Every test starts its processes with a timeout and the cluster is stopped by pid."""
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -11,6 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from faice.results import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
@@ -39,15 +40,7 @@ def _rows(search_dir: Path) -> list[dict]:
 
 
 def _metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
+    return read_jsonl(path)
 
 
 def _listeners_are_loopback(cluster) -> None:
