@@ -36,6 +36,7 @@ class Hooks:
     on_checkpoint: Callable[[Path, int, dict], None] | None = None
     on_metrics: Callable[[int, dict], None] | None = None
     on_step: Callable[[TrainState], None] | None = None
+    on_batch: Callable[[dict], None] | None = None  # sees every (micro-)batch this process trains on
 
 
 @dataclass
@@ -56,11 +57,13 @@ def run_dir_for(cfg: Config) -> Path:
     return Path(cfg.train.output_dir) / cfg.run_name
 
 
-def _batches(loader, progress: TrainProgress) -> Iterator[dict]:
+def _batches(loader, progress: TrainProgress, on_batch=None) -> Iterator[dict]:
     """Endless batches from the saved position; advances progress.epoch / batch_in_epoch."""
     while True:
         for batch in loader.iter_epoch(progress.epoch, skip_batches=progress.batch_in_epoch):
             progress.batch_in_epoch += 1
+            if on_batch:
+                on_batch(batch)
             yield batch
         progress.epoch += 1
         progress.batch_in_epoch = 0
@@ -146,7 +149,7 @@ def _loop(
         unit="step",
         smoothing=0.1,
     )
-    batches = _batches(state.loader, p)
+    batches = _batches(state.loader, p, hooks.on_batch)
     window: list[torch.Tensor] = []
     t0, steps0, elapsed0 = time.perf_counter(), p.step, p.elapsed_s
     if ckpt is not None and reporter is not None:

@@ -2,6 +2,7 @@
 launcher loss. Every test starts its processes with a timeout and the cluster is stopped by pid."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -221,3 +222,47 @@ def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, 
     assert len(rows) == 3 and all(r["status"] == "finished" for r in rows), rows
     assert first.stat().st_mtime == finished_mtime, "a finished trial was run again"
     assert not any("resumed_from" in m for m in _metrics(first.parent / "metrics.jsonl"))
+
+
+@pytest.mark.timeout(600)
+def test_two_workers_read_disjoint_shares(ray_cluster, debug_data, tmp_path):
+    """Two Ray Train workers running the faice loop for one epoch never see the same sample."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from faice.config import load_config, to_dict
+    from faice.data.loader import ShardLoader
+
+    per_rank = ShardLoader(debug_data, batch_size=4, rank=0, world_size=2).batches_per_epoch
+    cfg = load_config(
+        "debug.yaml",
+        [
+            f"data.path={debug_data}",
+            "train.batch_size=4",
+            f"train.max_steps={per_rank}",
+            "train.checkpoint_every=0",
+        ],
+    )
+    ray.init(address=ray_cluster.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    try:
+        from tests.jobs.ray_workers import record_ids_loop
+
+        trainer = TorchTrainer(
+            record_ids_loop,
+            train_loop_config={
+                "config": to_dict(cfg),
+                "run_dir": str(tmp_path / "run"),
+                "out": str(tmp_path),
+            },
+            scaling_config=ScalingConfig(num_workers=2, resources_per_worker={"CPU": 1}),
+            run_config=RunConfig(name="disjoint", storage_path=str(tmp_path / "ray")),
+        )
+        trainer.fit()
+    finally:
+        ray.shutdown()
+    ranks = [json.loads((tmp_path / f"ids-rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world"] == 2 and r["step"] == per_rank for r in ranks)
+    a, b = (set(r["ids"]) for r in ranks)
+    assert len(a) == len(ranks[0]["ids"]) == per_rank * 4 and len(b) == per_rank * 4
+    assert not a & b, f"{len(a & b)} samples seen by both workers in one epoch"
