@@ -145,7 +145,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=80, help="training steps per run")
+    parser.add_argument("--steps", type=int, default=150, help="training steps per run")
     args = parser.parse_args()
     apply_local_env()
     from faice.config import load_config

@@ -48,9 +48,12 @@ class RunResult:
 
 
 def _multi_process_cpu() -> bool:
-    """True for several CPU-only processes (e.g. Ray Train workers): accelerate then uses gloo ranks."""
+    """True for several CPU-only processes (e.g. Ray Train workers): accelerate then uses gloo ranks.
+    A single process stays undistributed even inside a process group (no DDP wrapper, no all-reduce)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    return not torch.cuda.is_available() and (world > 1 or torch.distributed.is_initialized())
+    if torch.distributed.is_initialized():
+        world = torch.distributed.get_world_size()
+    return not torch.cuda.is_available() and world > 1
 
 
 def run_dir_for(cfg: Config) -> Path:
