@@ -88,7 +88,7 @@ def test_shipped_spaces_exist_and_say_what_was_asked():
         4,
         "asha",
         100,
-        400,
+        500,
     )
     assert demo.config_for().eval.every == 0 and demo.config_for().train.checkpoint_every == 100
     grid = load_space("beta-schedule.yaml")
