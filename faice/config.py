@@ -300,14 +300,31 @@ def read_yaml(path: str | Path, what: str = "file") -> Any:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
 
 
+def read_mapping(path: str | Path, what: str, folder: Path) -> tuple[dict, Path]:
+    """(YAML mapping, resolved path) of `path`, a bare name being looked up in `folder` too."""
+    path = Path(path)
+    if not path.exists() and (folder / path).exists():
+        path = folder / path
+    tree = read_yaml(path, what)
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys, got {tree!r}")
+    return tree, path
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def read_tree(path: str | Path) -> dict:
     """The raw (unresolved) YAML tree of a config file; a bare name is looked up under configs/."""
-    path = Path(path)
-    if not path.exists() and (CONFIG_DIR / path).exists():
-        path = CONFIG_DIR / path
-    tree = read_yaml(path, "config file")
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping of config sections, got {tree!r}")
+    tree, path = read_mapping(path, "config file", CONFIG_DIR)
     tree.setdefault("name", path.stem)
     return tree
 

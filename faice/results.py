@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from faice.config import ConfigError, read_yaml
+from faice.config import ConfigError, flatten, read_yaml
 
 BOOKKEEPING = frozenset({"name", "train.run_name", "train.output_dir", "log.group"})
 """Config keys that differ between trials by construction; never part of a trial's diff."""
@@ -90,17 +90,6 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists are leaves."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def config_diff(base: dict, trial: dict) -> dict[str, Any]:

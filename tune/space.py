@@ -66,10 +66,11 @@ from faice.config import (
     ConfigError,
     _coerce,
     _type_name,
+    flatten,
     load_config,
     opt,
     parse_overrides,
-    read_yaml,
+    read_mapping,
 )
 
 SPACES_DIR = Path(__file__).resolve().parent / "spaces"
@@ -208,12 +209,7 @@ def render_value(value: Any) -> str:
 
 def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpec:
     """Read, override and validate a search-space YAML (a path, or a file name in tune/spaces/)."""
-    path = Path(path)
-    if not path.exists() and (SPACES_DIR / path).exists():
-        path = SPACES_DIR / path
-    tree = read_yaml(path, "search space")
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping of search keys, got {tree!r}")
+    tree, path = read_mapping(path, "search space", SPACES_DIR)
     _apply_overrides(tree, overrides)
     return from_dict(tree, default_name=path.stem, folder=path.resolve().parent)
 
@@ -244,7 +240,7 @@ def from_dict(tree: dict, default_name: str = "search", folder: str | Path | Non
     spec = SearchSpec(
         name=_coerce(tree.get("name", default_name), str, "name"),
         base=_find_base(tree.get("base"), folder),
-        overrides=_flatten(_mapping(tree.get("overrides"), "overrides")),
+        overrides=flatten(_mapping(tree.get("overrides"), "overrides")),
         metric=_coerce(tree.get("metric", "loss"), str, "metric"),
         mode=_coerce(tree.get("mode", "min"), Literal["min", "max"], "mode"),
         space=_parse_space(tree.get("space")),
@@ -266,17 +262,6 @@ def _mapping(data: Any, key: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{key}: expected a mapping, got {data!r}")
     return data
-
-
-def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:
-    """`{train: {lr: 1}}` and `{train.lr: 1}` both -> `{"train.lr": 1}` (no config field is a mapping)."""
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _section(cls: type, data: Any, prefix: str) -> Any:
