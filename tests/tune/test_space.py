@@ -87,8 +87,8 @@ def test_shipped_spaces_exist_and_say_what_was_asked():
     assert (demo.num_trials, demo.scheduler.name, demo.scheduler.grace_period, demo.max_steps()) == (
         4,
         "asha",
-        100,
-        500,
+        50,
+        400,
     )
     assert demo.config_for().eval.every == 0 and demo.config_for().train.checkpoint_every == 100
     grid = load_space("beta-schedule.yaml")
