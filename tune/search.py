@@ -108,7 +108,7 @@ def _prepare(spec, search_dir: Path) -> tuple[dict, list[str]]:
     data_path = Path(base.data.path).resolve()
     # trials log lines, not progress bars: many workers share one console through Ray
     fixed = [f"data.path={data_path}", f"train.output_dir={search_dir / 'runs'}", "log.progress=false"]
-    base.data.path, base.train.output_dir = str(data_path), str(search_dir / "runs")
+    base.data.path, base.train.output_dir, base.log.progress = str(data_path), str(search_dir / "runs"), False
     search_dir.mkdir(parents=True, exist_ok=True)
     spec.dump(search_dir / "search.yaml")
     (search_dir / "base_config.yaml").write_text(dump_yaml(base))
