@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -153,7 +152,3 @@ def start_local_cluster(
         cluster.stop()
         raise RuntimeError(f"ray start failed:\n{out.stdout}\n{out.stderr}")
     return cluster
-
-
-def ray_cli() -> str:
-    return shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"

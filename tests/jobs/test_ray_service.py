@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
 
 
-def _search_cmd(cluster, storage, *extra):
+def _search_args(storage, *extra) -> list[str]:
+    """`python -m tune.search` on the debug ASHA space, quiet, writing under `storage`."""
     return [
         sys.executable,
         "-m",
@@ -27,12 +28,14 @@ def _search_cmd(cluster, storage, *extra):
         "debug-asha.yaml",
         "--storage",
         str(storage),
-        "--address",
-        cluster.address,
         "--verbose",
         "0",
         *extra,
     ]
+
+
+def _search_cmd(cluster, storage, *extra):
+    return _search_args(storage, "--address", cluster.address, *extra)
 
 
 def _rows(search_dir: Path) -> list[dict]:
@@ -74,29 +77,14 @@ def test_asha_search_runs_stops_early_and_logs_each_trial(ray_cluster, debug_dat
 @pytest.mark.timeout(600)
 def test_search_submitted_with_ray_job_submit(ray_cluster, debug_data, tmp_path):
     ray = str(Path(sys.executable).parent / "ray")
-    cmd = [
-        ray,
-        "job",
-        "submit",
-        "--address",
-        ray_cluster.dashboard_url,
-        "--working-dir",
-        str(REPO),
-        "--",
-        sys.executable,
-        "-m",
-        "tune.search",
-        "--space",
-        "debug-asha.yaml",
-        "--storage",
-        str(tmp_path),
-        "--verbose",
-        "0",
+    submit = [ray, "job", "submit", "--address", ray_cluster.dashboard_url, "--working-dir", str(REPO), "--"]
+    cmd = submit + _search_args(
+        tmp_path,
         f"config.data.path={debug_data}",
         "budget.num_samples=2",
         "scheduler.name=fifo",
         "budget.max_steps=4",
-    ]
+    )
     out = subprocess.run(cmd, cwd=tmp_path, env=ray_cluster.env, capture_output=True, text=True, timeout=500)
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-2000:])
     assert "succeeded" in out.stdout.lower()
