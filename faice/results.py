@@ -41,6 +41,8 @@ class TrialRow:
     gpu_hours: float | None = None
     resumes: int = 0
     grid: str | None = None
+    evals: dict[str, float] = field(default_factory=dict)  # metric[extractor] -> value at its last eval
+    eval_failures: int = 0
 
 
 # ---------------------------------------------------------------------------- reading files
@@ -151,10 +153,31 @@ def _resources(spec: dict) -> tuple[float, float]:
     return workers * cpus, workers * gpus
 
 
+def metric_lines(run_dir: Path, metric: str) -> list[dict]:
+    """The lines `metric` is read from: eval.jsonl (by checkpoint step) for fid[x] & co, else metrics.jsonl."""
+    from faice.evaluate import EVAL_LOG, is_eval_metric
+
+    return read_jsonl(run_dir / (EVAL_LOG if is_eval_metric(metric) else "metrics.jsonl"))
+
+
+def final_evals(run_dir: Path) -> tuple[dict[str, float], int]:
+    """({metric[extractor]: value of the newest evaluated checkpoint}, failed evaluations) of a run."""
+    from faice.evaluate import EVAL_LOG, eval_metrics
+
+    out: dict[str, float] = {}
+    rows = read_jsonl(run_dir / EVAL_LOG)
+    for row in sorted(rows, key=lambda r: r["step"]):
+        out.update({k: v for k, v in eval_metrics(row).items() if "_std[" not in k})
+    return out, sum("eval_error" in r for r in rows)
+
+
 def trial_row(run_dir: Path, trial_id: str, spec: dict, base: dict, ray: dict | None) -> TrialRow:
     """The row of one trial from its run folder (which may not exist yet) and its trials.json entry."""
+    from faice.evaluate import is_eval_metric
+
     metric, mode = _metric_mode(spec)
     lines = read_jsonl(run_dir / "metrics.jsonl")
+    evals, failures = final_evals(run_dir)
     summary = _read_json(run_dir / "summary.json")
     summary = summary if isinstance(summary, dict) else None
     config = _read_yaml(run_dir / "config.yaml")
@@ -163,7 +186,12 @@ def trial_row(run_dir: Path, trial_id: str, spec: dict, base: dict, ray: dict | 
     else:
         diff = {k: v for k, v in ((ray or {}).get("params") or {}).items() if k not in BOOKKEEPING}
     status = _status((ray or {}).get("status"), summary is not None, bool(lines))
-    row = TrialRow(trial_id, status, diff, grid=_grid(run_dir, summary), **_metric_stats(lines, metric, mode))
+    stats = _metric_stats(lines, metric, mode)
+    if is_eval_metric(metric):
+        own = _metric_stats(metric_lines(run_dir, metric), metric, mode)
+        stats.update({k: own[k] for k in ("best", "best_step", "last") if k in own})
+    row = TrialRow(trial_id, status, diff, grid=_grid(run_dir, summary), evals=evals, **stats)
+    row.eval_failures = failures
     if row.wall_s is not None:
         cpus, gpus = _resources(spec)
         row.cpu_hours, row.gpu_hours = row.wall_s / 3600 * cpus, row.wall_s / 3600 * gpus
@@ -211,9 +239,16 @@ def _diff_keys(rows: list[TrialRow]) -> list[str]:
     return sorted({k for r in rows for k in r.diff})
 
 
-def _columns(row: TrialRow, metric: str) -> dict[str, Any]:
+def eval_columns(rows: list[TrialRow]) -> list[str]:
+    """Evaluation metrics any trial has, grouped by extractor (fid[a], is[a], kid[a], fid[b], ...)."""
+    names = {k for r in rows for k in r.evals}
+    return sorted(names, key=lambda k: (k[k.index("[") :], k))
+
+
+def _columns(row: TrialRow, metric: str, evals: list[str] = ()) -> dict[str, Any]:
     """The non-diff columns shared by results.csv and results.md."""
     return {
+        **{name: row.evals.get(name) for name in evals},
         f"best_{metric}": row.best,
         "best_step": row.best_step,
         f"last_{metric}": row.last,
@@ -235,17 +270,18 @@ def write_tables(rows: list[TrialRow], search_dir: str | Path, spec: dict) -> tu
     search_dir = Path(search_dir)
     metric, mode = _metric_mode(spec)
     keys = _diff_keys(rows)
+    evals = eval_columns(rows)
     ranked = rank(rows, mode)
     table = [
         {
             "trial_id": r.trial_id,
             "status": r.status,
             **{k: r.diff.get(k) for k in keys},
-            **_columns(r, metric),
+            **_columns(r, metric, evals),
         }
         for r in ranked
     ]
-    header = ["trial_id", "status", *keys, *_columns(TrialRow("", ""), metric), "grid"]
+    header = ["trial_id", "status", *keys, *_columns(TrialRow("", ""), metric, evals), "grid"]
     csv_path = search_dir / "results.csv"
     with csv_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)
@@ -279,15 +315,34 @@ def _markdown(ranked: list[TrialRow], table: list[dict], search_dir: Path, spec:
     for r, cells in zip(ranked, table, strict=True):
         values = [*(_fmt(v) for v in cells.values()), _relative(r.grid, search_dir)]
         lines.append("| " + " | ".join(v.replace("|", "\\|") for v in values) + " |")
+    lines += _eval_notes(ranked)
     return "\n".join(lines) + "\n"
+
+
+def _eval_notes(rows: list[TrialRow]) -> list[str]:
+    """What the evaluation columns mean; the stand-in extractor is flagged as not comparable."""
+    columns = eval_columns(rows)
+    if not columns:
+        return []
+    notes = ["", "Evaluation columns are the scores of each trial's newest evaluated checkpoint."]
+    if any("[faice-tiny]" in c for c in columns):
+        notes.append(
+            "`[faice-tiny]`: the offline stand-in feature network (a fixed random CNN); these numbers rank "
+            "trials of this search but are NOT comparable to published FID/IS, which use `[inception]`."
+        )
+    failed = sum(r.eval_failures for r in rows)
+    if failed:
+        notes.append(f"{failed} evaluation(s) failed after all retries; see the trials' eval.jsonl.")
+    return notes
 
 
 def format_table(rows: list[TrialRow], metric: str, mode: str, max_width: int = 110) -> str:
     """A ranked plain-text table for the console; the diff column is cut to fit `max_width`."""
-    head = ["trial", "status", f"best {metric}", "@step", "step", "wall s", "resumes", "diff"]
+    evals = [c for c in eval_columns(rows) if c != metric and not c.startswith("kid")]
+    head = ["trial", "status", f"best {metric}", "@step", *evals, "step", "wall s", "resumes", "diff"]
     body = [
-        [r.trial_id, r.status, _fmt(r.best), _fmt(r.best_step), _fmt(r.last_step), _fmt(r.wall_s)]
-        + [str(r.resumes), short_diff(r.diff)]
+        [r.trial_id, r.status, _fmt(r.best), _fmt(r.best_step), *(_fmt(r.evals.get(c)) for c in evals)]
+        + [_fmt(r.last_step), _fmt(r.wall_s), str(r.resumes), short_diff(r.diff)]
         for r in rank(rows, mode)
     ]
     widths = [max(len(c[i]) for c in [head, *body]) for i in range(len(head))]
@@ -330,7 +385,7 @@ def plot_metric(search_dir: str | Path, metric: str, out_png: str | Path) -> Pat
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     values = []
     for row in collect(search_dir):
-        lines = read_jsonl(search_dir / "runs" / row.trial_id / "metrics.jsonl")
+        lines = metric_lines(search_dir / "runs" / row.trial_id, metric)
         points = [(r["step"], r[metric]) for r in lines if _finite(r.get(metric))]
         if not points:
             continue

@@ -15,10 +15,15 @@ from faice.models import load_model
 from faice.train.checkpoint import resolve_checkpoint
 
 
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """(B, 3, H, W) in [-1, 1] -> RGB PIL images (rounded, not truncated)."""
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), rounded, not truncated."""
     arr = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return [Image.fromarray(a) for a in arr.permute(0, 2, 3, 1).numpy()]
+    return arr.permute(0, 2, 3, 1).numpy()
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [-1, 1] -> RGB PIL images."""
+    return [Image.fromarray(a) for a in to_uint8(images)]
 
 
 def make_grid(images: list[Image.Image], nrow: int | None = None, pad: int = 2) -> Image.Image:

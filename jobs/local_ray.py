@@ -111,6 +111,19 @@ def wait_for_job_agent(cluster: LocalCluster, timeout: float = 120) -> None:
             time.sleep(1)
 
 
+def _node_ports() -> list[str]:
+    """Every listener of a node on its own free port, so clusters never collide on Ray's defaults."""
+    flags = [
+        "--dashboard-agent-listen-port",
+        "--dashboard-agent-grpc-port",
+        "--metrics-export-port",
+        "--runtime-env-agent-port",
+        "--node-manager-port",
+        "--object-manager-port",
+    ]
+    return [f"{flag}={free_port()}" for flag in flags]
+
+
 def start_local_cluster(
     temp_dir: str | Path, num_cpus: int | None = None, resources: dict | None = None, timeout: float = 120
 ) -> LocalCluster:
@@ -118,16 +131,6 @@ def start_local_cluster(
     temp_dir = Path(temp_dir).resolve()
     temp_dir.mkdir(parents=True, exist_ok=True)
     gcs_port, dash_port = free_port(), free_port()
-    # every listener on its own free port, so clusters (tests, a user's own) never collide on defaults
-    ports = {
-        "--dashboard-agent-listen-port": free_port(),
-        "--dashboard-agent-grpc-port": free_port(),
-        "--metrics-export-port": free_port(),
-        "--runtime-env-agent-port": free_port(),
-        "--ray-client-server-port": free_port(),
-        "--node-manager-port": free_port(),
-        "--object-manager-port": free_port(),
-    }
     env = local_env()
     cmd = [
         str(Path(sys.executable).parent / "ray"),
@@ -140,7 +143,8 @@ def start_local_cluster(
         f"--temp-dir={temp_dir}",
         "--disable-usage-stats",
         "--include-dashboard=true",
-        *(f"{flag}={port}" for flag, port in ports.items()),
+        f"--ray-client-server-port={free_port()}",
+        *_node_ports(),
     ]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")

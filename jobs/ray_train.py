@@ -5,6 +5,7 @@ The workers run `faice.train.loop.train` itself; Ray only sees its checkpoint fo
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -35,8 +36,14 @@ def run_bundle(res: TrialResources) -> dict[str, float]:
     return {k: v for k, v in total.items() if v}
 
 
-def connect(address: str | None, num_cpus: int | None) -> None:
-    """Join the given cluster, the one of a `ray job submit` job, or start a local one on 127.0.0.1."""
+def connect(
+    address: str | None, num_cpus: int | None, local_resources: dict | None = None, local_eval_cpus: float = 0
+) -> None:
+    """Join the given cluster, the one of a `ray job submit` job, or start a local one on 127.0.0.1.
+
+    A local cluster gets `local_resources` (e.g. {"eval_slot": 1}) and `local_eval_cpus` CPUs on top of
+    `num_cpus` (default: all cores) for them, so evaluations never take the training CPUs' place.
+    """
     import ray
 
     env_vars = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -51,31 +58,49 @@ def connect(address: str | None, num_cpus: int | None) -> None:
         )
     else:
         # the dashboard serves the state API that Ray Train uses to clean up after stopped trials
-        ray.init(num_cpus=num_cpus, include_dashboard=True, runtime_env={"env_vars": env_vars})
+        cpus = (num_cpus or os.cpu_count() or 1) + math.ceil(local_eval_cpus)
+        ray.init(
+            num_cpus=cpus,
+            resources=local_resources,
+            include_dashboard=True,
+            runtime_env={"env_vars": env_vars},
+        )
 
 
 def worker_loop(loop_config: dict) -> None:
     """Body of every Ray Train worker: the faice loop, resuming from Ray's latest checkpoint if any."""
+    from faice.train.checkpoint import EVAL_PENDING
     from faice.train.loop import Hooks, train
+    from jobs.eval_pool import get_dispatcher
 
     cfg = resolve(from_dict(loop_config["config"]))
     rank = ray.train.get_context().get_world_rank()
     checkpoint = ray.train.get_checkpoint()
     resume = checkpoint.path if checkpoint is not None else "auto"
+    run_dir, trial_id = loop_config["run_dir"], loop_config.get("trial_id") or cfg.run_name
+    pool_name = loop_config.get("eval_pool")  # checkpoints are evaluated by the pool, not here
+    pool = get_dispatcher(pool_name) if pool_name and rank == 0 else None
 
     def on_metrics(step: int, metrics: dict) -> None:
         ray.train.report({**metrics, "step": step})
 
     def on_checkpoint(path: Path, step: int, metrics: dict) -> None:
+        if pool is not None:
+            (path / EVAL_PENDING).touch()  # pruning keeps it until the pool has read it
+            pool.submit.remote(trial_id, run_dir, str(path), step, step >= cfg.train.max_steps)
         ckpt = Checkpoint.from_directory(str(path)) if rank == 0 else None
         ray.train.report({**metrics, "step": step, "checkpoint_step": step}, checkpoint=ckpt)
 
-    train(
-        cfg,
-        run_dir=loop_config["run_dir"],
-        resume=resume,
-        hooks=Hooks(on_metrics=on_metrics, on_checkpoint=on_checkpoint),
+    def poll_evals() -> list[dict]:
+        return ray.get(pool.poll.remote(trial_id), timeout=60)
+
+    hooks = Hooks(
+        on_metrics=on_metrics,
+        on_checkpoint=on_checkpoint,
+        inline_eval=not pool_name,
+        poll_evals=poll_evals if pool is not None else None,
     )
+    train(cfg, run_dir=run_dir, resume=resume, hooks=hooks)
 
 
 def make_trainer(
@@ -85,11 +110,18 @@ def make_trainer(
     run_name: str,
     resources: TrialResources,
     callbacks: list | None = None,
+    trial_id: str | None = None,
+    eval_pool: str | None = None,
 ) -> TorchTrainer:
     """A TorchTrainer for `cfg`; `run_name` must be stable (no timestamps) so a restarted run finds its state."""
     return TorchTrainer(
         worker_loop,
-        train_loop_config={"config": to_dict(cfg), "run_dir": str(run_dir)},
+        train_loop_config={
+            "config": to_dict(cfg),
+            "run_dir": str(run_dir),
+            "trial_id": trial_id,
+            "eval_pool": eval_pool,
+        },
         scaling_config=scaling_config(resources),
         run_config=RunConfig(
             name=run_name,
@@ -101,7 +133,9 @@ def make_trainer(
     )
 
 
-def run_trial(params: dict, *, spec, base_tree: dict, search_dir: str, fixed: list[str]) -> None:
+def run_trial(
+    params: dict, *, spec, base_tree: dict, search_dir: str, fixed: list[str], eval_pool: str | None = None
+) -> None:
     """A Ray Tune function trainable: this trial's faice config as one Ray Train run.
 
     The Train run name is `<search>-<trial id>` and its faice run folder `runs/<trial id>`: both stable,
@@ -122,5 +156,7 @@ def run_trial(params: dict, *, spec, base_tree: dict, search_dir: str, fixed: li
         run_name=f"{spec.name}-{trial_id}",
         resources=spec.trial,
         callbacks=[TuneReportCallback()],
+        trial_id=trial_id,
+        eval_pool=eval_pool,
     )
     trainer.fit()

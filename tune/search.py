@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (local only)")
     p.add_argument("--verbose", type=int, default=1, help="Tune console verbosity (0-3)")
+    p.add_argument(
+        "--eval-timeout",
+        type=float,
+        default=3600,
+        help="seconds to wait at the end for the evaluation pool to finish the trials' last checkpoints",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value")
     return p.parse_args(argv)
 
@@ -67,9 +74,12 @@ def max_concurrent(bundle: dict[str, float], cluster: dict[str, float]) -> int:
 def _scheduler(spec):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from faice.evaluate import is_eval_metric
+
     if spec.scheduler.name == "asha":
         return ASHAScheduler(
-            time_attr="step",
+            # an FID arrives after its checkpoint: rungs compare FIDs of checkpoints at the same step
+            time_attr="eval_step" if is_eval_metric(spec.metric) else "step",
             max_t=spec.max_steps(),
             grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
@@ -88,32 +98,78 @@ def _searcher(spec, concurrent: int):
     return BasicVariantGenerator(random_state=spec.searcher.seed, max_concurrent=concurrent)
 
 
-def _trainable(spec, search_dir: Path, base_tree: dict, fixed: list[str]):
+def _trainable(spec, search_dir: Path, base_tree: dict, fixed: list[str], eval_pool: str | None):
     from ray import tune
 
     from jobs.ray_train import run_trial
 
     trainable = tune.with_parameters(
-        run_trial, spec=spec, base_tree=base_tree, search_dir=str(search_dir), fixed=fixed
+        run_trial,
+        spec=spec,
+        base_tree=base_tree,
+        search_dir=str(search_dir),
+        fixed=fixed,
+        eval_pool=eval_pool,
     )
     return tune.with_resources(trainable, TRIAL_ACTOR_RESOURCES)
 
 
-def _prepare(spec, search_dir: Path) -> tuple[dict, list[str]]:
-    """Base tree + fixed overrides every trial gets; writes search.yaml and base_config.yaml; makes the data."""
+def _prepare(spec, search_dir: Path) -> tuple[dict, list[str], object]:
+    """Base tree + fixed overrides every trial gets, and the base config; writes search.yaml and
+    base_config.yaml; makes the data and the reference statistics (once, here, not by every trial)."""
     from faice.data.ensure import ensure_dataset
 
     base_tree = read_tree(spec.base)
     base = spec.config_for({})
     data_path = Path(base.data.path).resolve()
+    stats_dir = Path(base.eval.stats_dir or search_dir.parent / "reference-stats").resolve()
     # trials log lines, not progress bars: many workers share one console through Ray
-    fixed = [f"data.path={data_path}", f"train.output_dir={search_dir / 'runs'}", "log.progress=false"]
+    fixed = [
+        f"data.path={data_path}",
+        f"train.output_dir={search_dir / 'runs'}",
+        "log.progress=false",
+        f"eval.stats_dir={stats_dir}",
+    ]
     base.data.path, base.train.output_dir, base.log.progress = str(data_path), str(search_dir / "runs"), False
+    base.eval.stats_dir = str(stats_dir)
     search_dir.mkdir(parents=True, exist_ok=True)
     spec.dump(search_dir / "search.yaml")
     (search_dir / "base_config.yaml").write_text(dump_yaml(base))
-    ensure_dataset(base.data)  # once, here, not by every trial at once
-    return base_tree, fixed
+    ensure_dataset(base.data)
+    if base.eval.num_samples:
+        from faice.evaluate import reference_for
+        from faice.metrics.features import build_extractor
+
+        ref = reference_for(base, build_extractor(base.eval.extractor, base.eval))
+        print(f"faice search: reference statistics {'computed' if ref.computed else 'reused'}: {ref.path}")
+    return base_tree, fixed, base
+
+
+def _use_pool(base) -> bool:
+    return bool(base.eval.num_samples) and base.eval.where == "pool"
+
+
+def _eval_reserve(spec, cluster: dict[str, float]) -> tuple[dict, int, dict[str, float]]:
+    """(task options, slots, resources kept for evaluation); ConfigError when there is no eval capacity."""
+    from jobs.eval_pool import eval_task_options
+
+    pool = spec.evaluation
+    slots = int(cluster.get(pool.resource, 0))
+    if slots:
+        options = eval_task_options(pool.resource, pool.cpus, pool.gpus)
+        return options, slots, {"CPU": slots * pool.cpus, "GPU": slots * pool.gpus}
+    if pool.fallback_cpus > 0:
+        print(
+            f"faice search: warning: no {pool.resource!r} in the cluster; evaluations share training "
+            f"nodes ({pool.fallback_cpus:g} CPUs each), one at a time",
+            flush=True,
+        )
+        return eval_task_options(None, pool.fallback_cpus, 0), 1, {"CPU": pool.fallback_cpus}
+    raise ConfigError(
+        f"evaluation: the cluster has no {pool.resource!r} resource, so checkpoint evaluations could never "
+        f"run; start evaluation nodes with `ray start ... --resources '{{\"{pool.resource}\": 1}}'`, "
+        "or set evaluation.fallback_cpus (evaluate on training nodes) or config.eval.where=inline"
+    )
 
 
 def _write_trials(results, search_dir: Path, keys: list[str]) -> None:
@@ -142,20 +198,35 @@ def run_search(args: argparse.Namespace) -> Path:
         )
     if args.resume and not has_state:
         raise ConfigError(f"--resume: no search state in {search_dir}")
-    base_tree, fixed = _prepare(spec, search_dir)
+    base_tree, fixed, base = _prepare(spec, search_dir)
+    use_pool = _use_pool(base)
 
     import ray
     from ray import tune
 
+    from faice.evaluate import is_eval_metric
     from jobs.ray_train import connect, run_bundle
 
-    connect(args.address, args.num_cpus)
-    concurrent = max_concurrent(run_bundle(spec.trial), ray.cluster_resources())
+    if is_eval_metric(spec.metric):  # results before the first evaluation carry no FID yet
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # a local cluster gets one evaluation slot with its own CPUs next to the training CPUs
+    local_eval = {spec.evaluation.resource: 1} if use_pool else None
+    connect(args.address, args.num_cpus, local_eval, spec.evaluation.cpus if use_pool else 0)
+    cluster = ray.cluster_resources()
+    pool = None
+    if use_pool:
+        options, slots, reserved = _eval_reserve(spec, cluster)
+        cluster = {k: v - reserved.get(k, 0) for k, v in cluster.items()}
+        from jobs.eval_pool import dispatcher_name, start_dispatcher
+
+        pool = start_dispatcher(spec.name, options, slots, spec.evaluation.keep, spec.evaluation.max_attempts)
+        print(f"faice search: evaluation pool of {slots} slot(s), task resources {options}", flush=True)
+    concurrent = max_concurrent(run_bundle(spec.trial), cluster)
     print(
         f"faice search {spec.name}: {spec.num_trials} trials, up to {concurrent} at once -> {search_dir}",
         flush=True,
     )
-    trainable = _trainable(spec, search_dir, base_tree, fixed)
+    trainable = _trainable(spec, search_dir, base_tree, fixed, dispatcher_name(spec.name) if pool else None)
     if args.resume:
         tuner = tune.Tuner.restore(str(search_dir), trainable=trainable, resume_errored=True)
     else:
@@ -175,6 +246,11 @@ def run_search(args: argparse.Namespace) -> Path:
         )
     results = tuner.fit()
     _write_trials(results, search_dir, spec.keys)
+    if pool is not None:
+        from jobs.eval_pool import finish_evaluations, score_best
+
+        finish_evaluations(pool, search_dir, spec, timeout=args.eval_timeout)
+        score_best(options, search_dir, spec)
     return search_dir
 
 

@@ -7,7 +7,7 @@ Format (only `base` and `space` are required; defaults in brackets)::
     base: demo.yaml          # base config: a path (cwd, then the space's folder) or a file name in configs/
     overrides:               # fixed dotted config overrides, applied to the base for every trial [{}]
       train.checkpoint_every: 100
-    metric: loss             # metric the trials report ["loss"]
+    metric: loss             # metric the trials report ["loss"]; e.g. fid[faice-tiny] (ASHA on FID)
     mode: min                # min | max ["min"]
     budget:
       num_samples: 4         # trials; with grid params, repeats of the full grid [1]
@@ -26,6 +26,15 @@ Format (only `base` and `space` are required; defaults in brackets)::
       gpus_per_worker: 0     # [0]
       resources_per_worker: {}  # custom resources, e.g. {train_slot: 1} [{}]
       max_failures: 3        # Ray Train worker-failure restarts per trial, -1 = unlimited [0]
+    evaluation:              # the evaluation pool, used when the trials' eval.num_samples > 0
+      resource: eval_slot    # custom resource only evaluation nodes advertise ["eval_slot"]
+      cpus: 1                # CPUs per evaluation task [1]
+      gpus: 0                # GPUs per evaluation task [0]
+      max_attempts: 3        # a failed evaluation is retried [3]
+      keep: latest           # latest | all: evals that fall behind keep only a trial's newest [latest]
+      fallback_cpus: 0       # no eval nodes: >0 = evaluate on training nodes' CPUs, 0 = refuse [0]
+      also_score_best: []    # extractors that also score the best trial at the end, e.g. [inception] [[]]
+      also_score_overrides: []  # e.g. [eval.reference_images=256] for that scoring [[]]
     space:                   # dotted config key -> exactly one distribution
       train.lr: {loguniform: [1.0e-4, 3.0e-3]}   # float field, 0 < low < high
       train.ema_decay: {uniform: [0.99, 0.999]}  # float field, low < high
@@ -109,6 +118,31 @@ class TrialResources:
     max_failures: int = opt(0, "Ray Train worker-failure restarts per trial (-1 = unlimited).")
 
 
+@dataclass
+class EvalPool:
+    resource: str = opt("eval_slot", "Custom resource only evaluation nodes advertise; each eval takes 1.")
+    cpus: float = opt(1.0, "CPUs per evaluation task.")
+    gpus: float = opt(0.0, "GPUs per evaluation task.")
+    max_attempts: int = opt(3, "Attempts per evaluation (a failed task or a lost eval node is retried).")
+    keep: Literal["latest", "all"] = opt(
+        "latest",
+        "When evals fall behind: latest = only a trial's newest pending checkpoint waits; all = every one.",
+    )
+    fallback_cpus: float = opt(
+        0.0,
+        "With no `resource` in the cluster: >0 runs evals on this many CPUs of training nodes, 0 refuses.",
+    )
+    also_score_best: list[str] = opt(
+        [],
+        "Extractors that also score the best trial's last checkpoint at the end, e.g. [inception]; "
+        "skipped with a note where not installed.",
+    )
+    also_score_overrides: list[str] = opt(
+        [],
+        "Config overrides of that extra scoring, e.g. [eval.reference_images=256] (Inception is slow on CPU).",
+    )
+
+
 @dataclass(frozen=True)
 class Param:
     """One searched config key: `kind` in KINDS; `args` the values (choice, grid) or (low, high)."""
@@ -136,6 +170,7 @@ class SearchSpec:
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     searcher: SearcherSpec = field(default_factory=SearcherSpec)
     trial: TrialResources = field(default_factory=TrialResources)
+    evaluation: EvalPool = field(default_factory=EvalPool)
     space: list[Param] = field(default_factory=list)
 
     @property
@@ -230,7 +265,13 @@ def _apply_overrides(tree: dict, overrides: Sequence[str]) -> None:
         node[parts[-1]] = value
 
 
-_SECTIONS = {"budget": Budget, "scheduler": SchedulerSpec, "searcher": SearcherSpec, "trial": TrialResources}
+_SECTIONS = {
+    "budget": Budget,
+    "scheduler": SchedulerSpec,
+    "searcher": SearcherSpec,
+    "trial": TrialResources,
+    "evaluation": EvalPool,
+}
 TOP_KEYS = ("name", "base", "overrides", "metric", "mode", *_SECTIONS, "space")
 
 
@@ -371,6 +412,7 @@ def _validate(spec: SearchSpec) -> None:
     _check_conflicts(spec)
     _check_searcher(spec)
     _check_against_config(spec)
+    _check_eval_metric(spec)
     grace, steps = spec.scheduler.grace_period, spec.max_steps()
     if spec.scheduler.name == "asha" and grace > steps:
         raise ConfigError(f"scheduler.grace_period: {grace} exceeds the trials' {steps} steps")
@@ -449,6 +491,24 @@ def _check_against_config(spec: SearchSpec) -> None:
         except ConfigError as e:
             together = ", ".join(f"{k}={render_value(v)}" for k, v in params.items())
             raise ConfigError(f"space: {together} together are invalid: {e}") from None
+
+
+def _check_eval_metric(spec: SearchSpec) -> None:
+    """`metric: fid[faice-tiny]` needs checkpoint evaluation on, with that extractor."""
+    from faice.evaluate import is_eval_metric
+
+    if not is_eval_metric(spec.metric):
+        return
+    cfg = spec.config_for()
+    extractor = spec.metric[spec.metric.index("[") + 1 : -1]
+    if not cfg.eval.num_samples:
+        raise ConfigError(
+            f"metric: {spec.metric} comes from checkpoint evaluation, which is off; set overrides.eval.num_samples"
+        )
+    if extractor != cfg.eval.extractor:
+        raise ConfigError(
+            f"metric: {spec.metric} needs eval.extractor={extractor}, but the trials use {cfg.eval.extractor}"
+        )
 
 
 def _rewrap(error: ConfigError, section: str, keys: list[str], fallback: str | None = None) -> ConfigError:

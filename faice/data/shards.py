@@ -286,3 +286,21 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
             "prepare the dataset again"
         )
     return manifest
+
+
+def read_images(root: Path | str, split: str, limit: int | None = None) -> np.ndarray:
+    """The first `limit` (default all) images of `split`, in manifest order, as uint8 (N, H, W, 3)."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    if split not in manifest["splits"]:
+        raise ValueError(f"{root} has no split {split!r}; splits: {', '.join(manifest['splits'])}")
+    out: list[np.ndarray] = []
+    for shard in manifest["splits"][split]["shards"]:
+        column = pq.read_table(root / shard["file"], columns=["image"]).column("image").to_pylist()
+        for data in column:
+            out.append(decode_image(data, manifest["encoding"], manifest["resolution"]))
+            if limit is not None and len(out) >= limit:
+                return np.stack(out)
+    if not out:
+        raise ValueError(f"{root}: split {split!r} has no images")
+    return np.stack(out)

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+EVAL_PENDING = ".eval-pending"
+"""Marker file in a checkpoint an evaluator still has to read: pruning skips it until it is removed."""
 
 
 @dataclass
@@ -79,7 +81,8 @@ def save_checkpoint(
         shutil.rmtree(final)
     os.replace(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if not (old / EVAL_PENDING).exists():
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

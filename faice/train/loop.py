@@ -37,6 +37,10 @@ class Hooks:
     on_metrics: Callable[[int, dict], None] | None = None
     on_step: Callable[[TrainState], None] | None = None
     on_batch: Callable[[dict], None] | None = None  # sees every (micro-)batch this process trains on
+    # Checkpoint evaluation (cfg.eval.num_samples > 0): inline in this process, or elsewhere (a Ray
+    # evaluation pool) whose finished results `poll_evals` returns as eval.jsonl lines.
+    inline_eval: bool = True
+    poll_evals: Callable[[], list[dict]] | None = None
 
 
 @dataclass
@@ -141,7 +145,7 @@ def _loop(
 ) -> RunResult:
     from tqdm.auto import tqdm
 
-    from faice.train.outputs import finish_run, write_sample_grid
+    from faice.train.outputs import deliver_evals, evaluate_inline, finish_run, write_sample_grid
 
     acc, p, tc = state.accelerator, state.progress, cfg.train
     main = acc.is_main_process
@@ -155,6 +159,14 @@ def _loop(
     batches = _batches(state.loader, p, hooks.on_batch)
     window: list[torch.Tensor] = []
     t0, steps0, elapsed0 = time.perf_counter(), p.step, p.elapsed_s
+    latest_eval: dict = {}  # newest evaluation metrics, sent along with every report
+    inline = bool(cfg.eval.num_samples) and hooks.inline_eval
+
+    def evaluate_now() -> None:
+        row = evaluate_inline(cfg, state, run_dir)
+        if row is not None:
+            latest_eval.update(deliver_evals([row], p.step, reporter))
+
     if ckpt is not None and reporter is not None:
         reporter.log_metrics(p.step, {"resumed_from": p.step})
     while p.step < tc.max_steps and not (hooks.should_stop and hooks.should_stop(p.step)):
@@ -179,31 +191,39 @@ def _loop(
                 "elapsed_s": p.elapsed_s,
             }
             window.clear()
+            if hooks.poll_evals is not None:
+                latest_eval.update(deliver_evals(hooks.poll_evals(), p.step, reporter))
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{p.metrics['lr']:.2e}")
             if reporter is not None:
                 reporter.log_metrics(p.step, p.metrics)
             if hooks.on_metrics and p.step < tc.max_steps:  # the last step is reported with its checkpoint
-                hooks.on_metrics(p.step, dict(p.metrics))
+                hooks.on_metrics(p.step, {**p.metrics, **latest_eval})
         bar.update(1)
         if cfg.eval.every and p.step % cfg.eval.every == 0 and p.step < tc.max_steps:
             write_sample_grid(cfg, state, run_dir, reporter)
         if tc.checkpoint_every and p.step % tc.checkpoint_every == 0 and p.step < tc.max_steps:
-            ckpt = _checkpoint(cfg, state, run_dir, hooks)
+            ckpt = _checkpoint(cfg, state, run_dir)
+            if inline:
+                evaluate_now()
+            if hooks.on_checkpoint:
+                hooks.on_checkpoint(ckpt, p.step, {**p.metrics, **latest_eval})
     bar.close()
     if ckpt is None or ckpt.name != f"step-{p.step:07d}":
-        ckpt = _checkpoint(cfg, state, run_dir, Hooks())
+        ckpt = _checkpoint(cfg, state, run_dir)
+        if inline:
+            evaluate_now()
         if (
             p.step >= tc.max_steps
         ):  # outputs first: an orchestrator may end the run once it hears of the last step
             finish_run(cfg, state, run_dir, reporter, ckpt)
         if hooks.on_checkpoint:
-            hooks.on_checkpoint(ckpt, p.step, dict(p.metrics))
+            hooks.on_checkpoint(ckpt, p.step, {**p.metrics, **latest_eval})
     elif p.step >= tc.max_steps:
         finish_run(cfg, state, run_dir, reporter, ckpt)
     return RunResult(run_dir=run_dir, step=p.step, checkpoint=ckpt, metrics=dict(p.metrics))
 
 
-def _checkpoint(cfg: Config, state: TrainState, run_dir: Path, hooks: Hooks) -> Path:
+def _checkpoint(cfg: Config, state: TrainState, run_dir: Path) -> Path:
     acc = state.accelerator
     acc.wait_for_everyone()
     path = run_dir / "checkpoints" / f"step-{state.progress.step:07d}"
@@ -219,6 +239,4 @@ def _checkpoint(cfg: Config, state: TrainState, run_dir: Path, hooks: Hooks) -> 
             keep=cfg.train.keep_checkpoints,
         )
     acc.wait_for_everyone()
-    if hooks.on_checkpoint:
-        hooks.on_checkpoint(path, state.progress.step, dict(state.progress.metrics))
     return path

@@ -79,3 +79,39 @@ def to_pil_grid(path: Path):
 
     with Image.open(path) as im:
         return im.convert("RGB")
+
+
+def evaluate_inline(cfg: Config, state, run_dir: Path) -> dict | None:
+    """FID/IS/KID of the current weights (rank 0), appended to eval.jsonl; the line, or None elsewhere."""
+    from faice.evaluate import evaluate_model, write_eval
+
+    acc, row = state.accelerator, None
+    if acc.is_main_process:
+        result = evaluate_model(_sampling_model(state), cfg)
+        result.info["where"] = "inline"
+        row = write_eval(result, run_dir, state.progress.step, cfg.eval.grid_images)
+    acc.wait_for_everyone()
+    return row
+
+
+def deliver_evals(rows: list[dict], step: int, reporter) -> dict:
+    """Log evaluation lines (inline or from the pool) at training step `step`; returns the newest metrics.
+
+    W&B gets the labelled metrics, `eval_step` (the checkpoint they measure) and the scored sample grid.
+    """
+    from PIL import Image
+
+    from faice.evaluate import eval_metrics
+
+    latest: dict = {}
+    for row in sorted(rows, key=lambda r: r["step"]):
+        latest = {**eval_metrics(row), "eval_step": row["step"]}
+        if reporter is None:
+            continue
+        reporter.log_metrics(step, latest)
+        if row.get("grid") and Path(row["grid"]).is_file():
+            with Image.open(row["grid"]) as grid:
+                reporter.log_image(
+                    step, "eval/samples", grid.copy(), caption=f"checkpoint step {row['step']}"
+                )
+    return latest

@@ -1,0 +1,186 @@
+"""Evaluation of a model, a checkpoint or a folder of images: FID, IS and KID against cached real stats.
+
+Metric names carry the extractor: `fid[faice-tiny]`, `is[inception]`, ... (see faice.metrics.features).
+The same code runs inline in the training loop, on Ray evaluation workers and in `faice evaluate`.
+One evaluation of a training run is one line of `<run_dir>/eval.jsonl` plus its sample grid
+`<run_dir>/eval/step-NNNNNNN.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from faice.config import Config, ConfigError
+from faice.metrics.features import Extractor, build_extractor
+from faice.metrics.reference import ReferenceStats, reference_stats
+from faice.metrics.stats import feature_stats, frechet_distance, inception_score, kernel_inception_distance
+
+EVAL_LOG = "eval.jsonl"
+EVAL_DIR = "eval"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def metric_key(metric: str, extractor: str) -> str:
+    """`fid`, `inception` -> `fid[inception]`: the extractor is part of every metric's name."""
+    return f"{metric}[{extractor}]"
+
+
+def is_eval_metric(name: str) -> bool:
+    return name.endswith("]") and "[" in name
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    info: dict = field(default_factory=dict)
+    real: np.ndarray | None = None
+    fake: np.ndarray | None = None
+    images: np.ndarray | None = None  # uint8 (N, H, W, 3) that were scored
+
+    def row(self, step: int | None) -> dict:
+        """The eval.jsonl line: step, labelled metrics and where they came from."""
+        return {"step": step, **self.metrics, **self.info}
+
+
+def stats_dir_for(cfg: Config) -> Path:
+    return Path(cfg.eval.stats_dir or Path(cfg.train.output_dir) / "reference-stats")
+
+
+def reference_for(cfg: Config, extractor: Extractor, resolution: int | None = None) -> ReferenceStats:
+    return reference_stats(
+        cfg.data.path,
+        cfg.eval.reference_split,
+        resolution or cfg.data.resolution,
+        extractor,
+        stats_dir_for(cfg),
+        cfg.eval.reference_images,
+    )
+
+
+def score(images: np.ndarray, ref: ReferenceStats, extractor: Extractor, cfg: Config) -> EvalResult:
+    """FID/KID (and IS when the extractor has logits) of uint8 `images` against `ref`."""
+    fake, logits = extractor.features(images)
+    mu, sigma = feature_stats(fake)
+    name = extractor.name
+    metrics = {metric_key("fid", name): frechet_distance(ref.mu, ref.sigma, mu, sigma)}
+    if logits is not None:
+        mean, std = inception_score(logits, cfg.eval.is_splits)
+        metrics[metric_key("is", name)], metrics[metric_key("is_std", name)] = mean, std
+    kid, kid_std = kernel_inception_distance(
+        ref.features, fake, cfg.eval.kid_subsets, cfg.eval.kid_subset_size, seed=cfg.eval.seed
+    )
+    metrics[metric_key("kid", name)], metrics[metric_key("kid_std", name)] = kid, kid_std
+    info = {
+        "extractor": name,
+        "extractor_fingerprint": extractor.fingerprint,
+        "num_samples": len(images),
+        "num_reference": len(ref.features),
+        "reference": str(ref.path),
+    }
+    if extractor.note:
+        info["extractor_note"] = extractor.note
+    return EvalResult(metrics, info, ref.features, fake, images)
+
+
+def evaluate_model(model: torch.nn.Module, cfg: Config, extractor: Extractor | None = None) -> EvalResult:
+    """Generate cfg.eval.num_samples images with the evaluation sampler and score them."""
+    from faice.sampling import generate, to_uint8
+
+    if cfg.eval.num_samples < 2:
+        raise ConfigError(
+            f"eval.num_samples: needs at least 2 images to evaluate, got {cfg.eval.num_samples}"
+        )
+    t0 = time.perf_counter()
+    extractor = extractor or build_extractor(cfg.eval.extractor, cfg.eval)
+    ref = reference_for(cfg, extractor)
+    sampler = cfg.eval.sampler or cfg.sample.sampler
+    steps = cfg.eval.num_inference_steps or cfg.sample.num_inference_steps
+    images = generate(
+        model,
+        cfg,
+        cfg.eval.num_samples,
+        cfg.eval.seed,
+        cfg.eval.batch_size,
+        sampler=sampler,
+        num_inference_steps=steps,
+    )
+    result = score(to_uint8(images), ref, extractor, cfg)
+    result.info.update(sampler=sampler, sampler_steps=steps, eval_seconds=time.perf_counter() - t0)
+    return result
+
+
+def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None) -> tuple[EvalResult, int]:
+    """(result, step) of a checkpoint folder, with its run config plus dotted `overrides` (eval.*)."""
+    from faice.config import from_tree
+    from faice.config import to_dict as config_dict
+    from faice.sampling import load_checkpoint_model
+
+    model, cfg, path = load_checkpoint_model(ckpt)
+    if overrides:
+        cfg = from_tree(config_dict(cfg), overrides)
+        if not cfg.sample.use_ema:
+            model, _, path = load_checkpoint_model(path, use_ema=False)
+    from accelerate import PartialState
+
+    model.to(PartialState().device)
+    step = json.loads((path / "state.json").read_text())["step"]
+    result = evaluate_model(model, cfg)
+    result.info["checkpoint"] = str(path)
+    return result, step
+
+
+def read_image_folder(folder: str | Path) -> np.ndarray:
+    """All images of a folder (sorted by name) as uint8 (N, S, S, 3); they must share one square size."""
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) < 2:
+        raise ConfigError(f"--images: {folder} holds {len(paths)} images; FID needs at least 2")
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    sizes = {a.shape for a in arrays}
+    if len(sizes) != 1 or arrays[0].shape[0] != arrays[0].shape[1]:
+        raise ConfigError(f"--images: {folder} must hold square images of one size, found {sorted(sizes)}")
+    return np.stack(arrays)
+
+
+def save_grid(result: EvalResult, run_dir: str | Path, step: int, grid_images: int = 16) -> Path | None:
+    """The scored samples' grid at run_dir/eval/step-NNNNNNN.png (what W&B shows next to the numbers)."""
+    from faice.sampling import make_grid, upscale
+
+    if result.images is None or not len(result.images):
+        return None
+    grid = Path(run_dir) / EVAL_DIR / f"step-{step:07d}.png"
+    grid.parent.mkdir(parents=True, exist_ok=True)
+    upscale(make_grid([Image.fromarray(a) for a in result.images[:grid_images]])).save(grid)
+    return grid
+
+
+def append_eval(run_dir: str | Path, row: dict) -> None:
+    """One line of run_dir/eval.jsonl (each run has one writer: its trainer or the pool dispatcher)."""
+    with (Path(run_dir) / EVAL_LOG).open("a") as f:
+        f.write(json.dumps(row, default=str) + "\n")
+
+
+def write_eval(result: EvalResult, run_dir: str | Path, step: int, grid_images: int = 16) -> dict:
+    """Save the grid and append the result to run_dir/eval.jsonl; returns the line written."""
+    row = result.row(step)
+    grid = save_grid(result, run_dir, step, grid_images)
+    if grid is not None:
+        row["grid"] = str(grid)
+    append_eval(run_dir, row)
+    return row
+
+
+def dump_features(result: EvalResult, path: str | Path) -> None:
+    """The features behind the numbers (`real`, `fake`), so anyone can recompute them."""
+    np.savez(path, real=result.real, fake=result.fake)
+
+
+def eval_metrics(row: dict) -> dict[str, float]:
+    """The labelled metric values of an eval.jsonl line."""
+    return {k: v for k, v in row.items() if is_eval_metric(k) and isinstance(v, int | float)}

@@ -1,0 +1,370 @@
+"""The evaluation pool: checkpoint evaluations (FID/IS/KID) as Ray tasks on nodes reserved for them.
+
+Training never waits: a trial's rank 0 marks each new checkpoint `.eval-pending` (so pruning keeps it)
+and hands it to the search's `EvalDispatcher`, a named actor owned by the search launcher - it outlives
+trials that ASHA stops. The dispatcher
+
+- runs at most `slots` evaluations at once as tasks that request the custom resource `eval_slot`
+  (only evaluation nodes advertise it: `ray start ... --resources '{"eval_slot": 1}'`);
+- keeps a queue with per-trial de-duplication: with keep=latest only the newest pending checkpoint of
+  a trial waits when evaluations fall behind (a trial's final checkpoint is never dropped);
+- retries an evaluation whose task failed or whose worker/node died, up to `max_attempts`;
+- appends every result to `<run_dir>/eval.jsonl` (its only writer) and hands it back to the owning
+  trial on its next report (`poll`), which logs it to the trial's W&B run and to Tune (ASHA on FID).
+
+The launcher submits each trial's last checkpoint again at the end (already-evaluated steps are skipped)
+and `drain`s the pool before it writes the results, so every trial's final checkpoint has its scores.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import ray
+
+from faice.train.checkpoint import EVAL_PENDING
+
+EVAL_RESOURCE = "eval_slot"
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    trial_id: str
+    run_dir: str
+    checkpoint: str
+    step: int
+    final: bool = False
+    attempt: int = 1
+
+
+@dataclass
+class EvalQueue:
+    """Pending evaluations, FIFO, de-duplicated per (trial, step); pure Python so it is unit-tested.
+
+    keep=latest: a new checkpoint of a trial replaces that trial's older pending non-final ones.
+    """
+
+    keep: Literal["latest", "all"] = "latest"
+    pending: deque = field(default_factory=deque)
+    seen: set = field(default_factory=set)
+
+    def push(self, job: EvalJob) -> list[EvalJob]:
+        """Queue `job`; returns the jobs it made redundant (dropped), or [job] when it is a duplicate."""
+        key = (job.trial_id, job.step)
+        if key in self.seen:
+            if job.final:  # a final flag arriving late still protects a pending job
+                self.pending = deque(
+                    replace(j, final=True) if (j.trial_id, j.step) == key else j for j in self.pending
+                )
+            return [job]
+        self.seen.add(key)
+        dropped = []
+        if self.keep == "latest":
+            dropped = [
+                j for j in self.pending if j.trial_id == job.trial_id and not j.final and j.step < job.step
+            ]
+            self.pending = deque(j for j in self.pending if j not in dropped)
+        self.pending.append(job)
+        return dropped
+
+    def retry(self, job: EvalJob) -> EvalJob:
+        again = replace(job, attempt=job.attempt + 1)
+        self.pending.appendleft(again)
+        return again
+
+    def pop(self) -> EvalJob | None:
+        return self.pending.popleft() if self.pending else None
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+
+def _unmark(checkpoint: str) -> None:
+    Path(checkpoint, EVAL_PENDING).unlink(missing_ok=True)
+
+
+def evaluate_job(job: EvalJob, overrides: list[str]) -> dict:
+    """Body of one evaluation task: score the checkpoint, save its grid; returns the eval.jsonl line."""
+    from faice.evaluate import evaluate_checkpoint, save_grid
+
+    run_dir = Path(job.run_dir)
+    # who is evaluating, for operators (and the fault-injection test): eval/step-N.attempt-K.pid
+    marker = run_dir / "eval" / f"step-{job.step:07d}.attempt-{job.attempt}.pid"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
+    result, step = evaluate_checkpoint(job.checkpoint, overrides)
+    row = result.row(step)
+    grid = save_grid(result, run_dir, step)
+    ctx = ray.get_runtime_context()
+    row.update(
+        grid=str(grid) if grid else None,
+        where="pool",
+        node_id=ctx.get_node_id(),
+        resources=ctx.get_assigned_resources(),  # proves where it ran: eval_slot is only on eval nodes
+        attempt=job.attempt,
+        final=job.final,
+    )
+    marker.unlink(missing_ok=True)
+    return row
+
+
+_evaluate_task = ray.remote(max_retries=0)(evaluate_job)
+
+
+class EvalDispatcher:
+    """Queue + at most `slots` running evaluation tasks; results kept per trial until polled."""
+
+    def __init__(
+        self,
+        task_options: dict,
+        slots: int,
+        keep: str = "latest",
+        max_attempts: int = 3,
+        overrides: list[str] | None = None,
+    ):
+        self.task_options, self.slots, self.max_attempts = task_options, max(1, int(slots)), max_attempts
+        self.overrides = list(overrides or [])
+        self.queue = EvalQueue(keep)
+        self.running: dict = {}  # ObjectRef -> EvalJob
+        self.results: dict[str, list[dict]] = {}
+        self.delivered: dict[str, int] = {}
+        self.counts = {"submitted": 0, "done": 0, "dropped": 0, "retried": 0, "failed": 0}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, daemon=True, name="eval-dispatcher").start()
+
+    # -------------------------------------------------------------- called by trials and the launcher
+
+    def submit(self, trial_id: str, run_dir: str, checkpoint: str, step: int, final: bool = False) -> None:
+        with self.lock:
+            job = EvalJob(trial_id, str(run_dir), str(checkpoint), int(step), final)
+            dropped = self.queue.push(job)
+            self.counts["submitted"] += 1
+            for old in dropped:
+                if old is not job:  # a redundant older checkpoint: let pruning have it
+                    self.counts["dropped"] += 1
+                    _unmark(old.checkpoint)
+
+    def poll(self, trial_id: str) -> list[dict]:
+        """Results of `trial_id` not handed out before (the trial logs and reports them)."""
+        with self.lock:
+            rows = self.results.get(trial_id, [])
+            start = self.delivered.get(trial_id, 0)
+            self.delivered[trial_id] = len(rows)
+            return rows[start:]
+
+    def undelivered(self) -> dict[str, list[dict]]:
+        """Per trial, results no trial report carried (final checkpoints, stopped trials)."""
+        return {t: self.poll(t) for t in list(self.results)}
+
+    def status(self) -> dict:
+        with self.lock:
+            return {**self.counts, "pending": len(self.queue), "running": len(self.running)}
+
+    def drain(self, timeout: float | None = None) -> dict:
+        """Block until nothing is pending or running (or `timeout` seconds); returns the status."""
+        deadline = None if timeout is None else time.time() + timeout
+        while True:
+            status = self.status()
+            if not status["pending"] and not status["running"]:
+                return status
+            if deadline is not None and time.time() > deadline:
+                return {**status, "timed_out": True}
+            time.sleep(0.2)
+
+    # -------------------------------------------------------------- the loop
+
+    def _launch(self) -> None:
+        while len(self.running) < self.slots:
+            job = self.queue.pop()
+            if job is None:
+                return
+            ref = _evaluate_task.options(**self.task_options).remote(job, self.overrides)
+            self.running[ref] = job
+
+    def _finish(self, ref, job: EvalJob) -> None:
+        from faice.evaluate import append_eval
+
+        try:
+            row = ray.get(ref)
+        except Exception as e:  # task error, worker or node death: retried on a fresh worker
+            if job.attempt < self.max_attempts and Path(job.checkpoint).exists():
+                self.queue.retry(job)
+                self.counts["retried"] += 1
+                print(
+                    f"faice eval: {job.trial_id} step {job.step} attempt {job.attempt} failed ({type(e).__name__}); retrying",
+                    flush=True,
+                )
+                return
+            row = {
+                "step": job.step,
+                "eval_error": f"{type(e).__name__}: {str(e)[-500:]}",
+                "attempt": job.attempt,
+            }
+            self.counts["failed"] += 1
+        else:
+            self.counts["done"] += 1
+        append_eval(job.run_dir, row)
+        self.results.setdefault(job.trial_id, []).append(row)
+        _unmark(job.checkpoint)
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                self._launch()
+                refs = list(self.running)
+            if not refs:
+                time.sleep(0.1)
+                continue
+            done, _ = ray.wait(refs, num_returns=1, timeout=0.5)
+            with self.lock:
+                for ref in done:
+                    self._finish(ref, self.running.pop(ref))
+
+
+NAMESPACE = "faice"
+
+
+def dispatcher_name(search: str) -> str:
+    return f"faice-eval-{search}"
+
+
+def start_dispatcher(
+    search: str,
+    task_options: dict,
+    slots: int,
+    keep: str,
+    max_attempts: int,
+    overrides: list[str] | None = None,
+):
+    """The search's dispatcher actor (0 CPUs, owned by the launcher), named so trials can find it."""
+    actor = ray.remote(EvalDispatcher).options(
+        name=dispatcher_name(search), namespace=NAMESPACE, num_cpus=0, max_concurrency=16
+    )
+    return actor.remote(task_options, slots, keep, max_attempts, overrides)
+
+
+def get_dispatcher(name: str):
+    return ray.get_actor(name, namespace=NAMESPACE)
+
+
+def eval_task_options(resource: str | None, cpus: float, gpus: float) -> dict:
+    """Ray options of one evaluation task; `resource` None = the fallback on training nodes."""
+    options: dict = {"num_cpus": cpus}
+    if gpus:
+        options["num_gpus"] = gpus
+    if resource:
+        options["resources"] = {resource: 1}
+    return options
+
+
+# ---------------------------------------------------------------------------- end of a search
+
+
+def _evaluated_steps(run_dir: Path) -> set[int]:
+    from faice.evaluate import EVAL_LOG
+    from faice.results import read_jsonl
+
+    return {r["step"] for r in read_jsonl(run_dir / EVAL_LOG) if "eval_error" not in r}
+
+
+def submit_last_checkpoints(pool, search_dir: Path) -> int:
+    """Submit every trial's newest checkpoint that has no evaluation yet (stopped trials included)."""
+    from faice.train.checkpoint import latest_checkpoint
+
+    submitted = 0
+    for run_dir in sorted(p for p in (search_dir / "runs").glob("*") if p.is_dir()):
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            continue
+        step = int(ckpt.name.removeprefix("step-"))
+        if step not in _evaluated_steps(run_dir):
+            (ckpt / EVAL_PENDING).touch()
+            ray.get(pool.submit.remote(run_dir.name, str(run_dir), str(ckpt), step, True))
+            submitted += 1
+    return submitted
+
+
+def log_late_evals(rows_by_trial: dict[str, list[dict]], search_dir: Path) -> None:
+    """Evaluations that finished after their trial's last report go into the trial's W&B run (resumed)."""
+    from faice.config import load_config, to_dict
+    from faice.results import read_jsonl
+    from faice.train.outputs import deliver_evals
+    from faice.train.reporting import WandbReporter
+
+    for trial_id, rows in rows_by_trial.items():
+        run_dir = search_dir / "runs" / trial_id
+        rows = [r for r in rows if "eval_error" not in r]
+        if not rows or not (run_dir / "config.yaml").is_file():
+            continue
+        cfg = load_config(run_dir / "config.yaml")
+        if cfg.log.wandb == "disabled":
+            continue
+        last_step = max((r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")), default=0)
+        reporter = WandbReporter(cfg.log, cfg.run_name, run_dir, to_dict(cfg))
+        try:
+            deliver_evals(rows, max(last_step, *(r["step"] for r in rows)), reporter)
+        finally:
+            reporter.close()
+
+
+def finish_evaluations(pool, search_dir: Path, spec, timeout: float) -> dict:
+    """Evaluate every trial's last checkpoint, wait for the pool, log late results; returns the counts."""
+    submitted = submit_last_checkpoints(pool, search_dir)
+    status = ray.get(pool.status.remote())
+    print(
+        f"faice search: waiting for {status['pending'] + status['running']} evaluation(s) "
+        f"({submitted} last checkpoint(s) added)",
+        flush=True,
+    )
+    status = ray.get(pool.drain.remote(timeout))
+    log_late_evals(ray.get(pool.undelivered.remote()), search_dir)
+    print(
+        "faice search: evaluations: "
+        + ", ".join(f"{v} {k}" for k, v in status.items() if k not in ("pending", "running")),
+        flush=True,
+    )
+    if status.get("timed_out"):
+        print(
+            f"faice search: warning: {status['pending'] + status['running']} evaluation(s) unfinished after {timeout:g} s",
+            flush=True,
+        )
+    return status
+
+
+def score_best(pool_options: dict, search_dir: Path, spec) -> list[dict]:
+    """Score the best trial's last checkpoint with `evaluation.also_score_best` extractors (e.g. the real
+    Inception next to the stand-in), each result a line of its eval.jsonl with its own metric names."""
+    from faice.config import ConfigError
+    from faice.evaluate import append_eval
+    from faice.metrics.features import check_available
+    from faice.results import collect, rank
+    from faice.train.checkpoint import latest_checkpoint
+
+    best = next((r for r in rank(collect(search_dir), spec.mode) if r.best is not None), None)
+    if best is None or not spec.evaluation.also_score_best:
+        return []
+    run_dir = search_dir / "runs" / best.trial_id
+    ckpt = latest_checkpoint(run_dir)
+    rows = []
+    for name in spec.evaluation.also_score_best:
+        try:
+            check_available(name)
+        except ConfigError as e:
+            print(f"faice search: not scoring the best trial with {name}: {e}", flush=True)
+            continue
+        job = EvalJob(best.trial_id, str(run_dir), str(ckpt), int(ckpt.name.removeprefix("step-")), True)
+        overrides = [f"eval.extractor={name}", *spec.evaluation.also_score_overrides]
+        row = ray.get(_evaluate_task.options(**pool_options).remote(job, overrides))
+        append_eval(run_dir, row)
+        rows.append(row)
+        print(
+            f"faice search: best trial {best.trial_id} scored with {name}: fid[{name}]={row.get(f'fid[{name}]'):.4g}",
+            flush=True,
+        )
+    return rows
