@@ -239,9 +239,10 @@ def _diff_keys(rows: list[TrialRow]) -> list[str]:
     return sorted({k for r in rows for k in r.diff})
 
 
-def eval_columns(rows: list[TrialRow]) -> list[str]:
-    """Evaluation metrics any trial has, grouped by extractor (fid[a], is[a], kid[a], fid[b], ...)."""
-    names = {k for r in rows for k in r.evals}
+def eval_columns(rows: list[TrialRow], metric: str = "") -> list[str]:
+    """Evaluation metrics any trial has but `metric` (it has its own best/last columns), grouped by
+    extractor: fid[a], is[a], kid[a], fid[b], ..."""
+    names = {k for r in rows for k in r.evals} - {metric}
     return sorted(names, key=lambda k: (k[k.index("[") :], k))
 
 
@@ -270,7 +271,7 @@ def write_tables(rows: list[TrialRow], search_dir: str | Path, spec: dict) -> tu
     search_dir = Path(search_dir)
     metric, mode = _metric_mode(spec)
     keys = _diff_keys(rows)
-    evals = eval_columns(rows)
+    evals = eval_columns(rows, metric)
     ranked = rank(rows, mode)
     table = [
         {
@@ -338,7 +339,7 @@ def _eval_notes(rows: list[TrialRow]) -> list[str]:
 
 def format_table(rows: list[TrialRow], metric: str, mode: str, max_width: int = 110) -> str:
     """A ranked plain-text table for the console; the diff column is cut to fit `max_width`."""
-    evals = [c for c in eval_columns(rows) if c != metric and not c.startswith("kid")]
+    evals = [c for c in eval_columns(rows, metric) if not c.startswith("kid")]
     head = ["trial", "status", f"best {metric}", "@step", *evals, "step", "wall s", "resumes", "diff"]
     body = [
         [r.trial_id, r.status, _fmt(r.best), _fmt(r.best_step), *(_fmt(r.evals.get(c)) for c in evals)]

@@ -36,7 +36,7 @@ def debug_cfg(debug_data, tmp_path):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real Ray head on 127.0.0.1 (2 CPUs, dashboard for `ray job submit`), stopped by its pids."""
+    """A real Ray head on 127.0.0.1 (3 CPUs, one eval_slot, dashboard for `ray job submit`), stopped by pid."""
     import tempfile
 
     from jobs.local_ray import apply_local_env, start_local_cluster, wait_for_job_agent
@@ -44,7 +44,10 @@ def ray_cluster():
     apply_local_env()
 
     # a short temp dir: Ray's unix socket paths must stay under ~107 characters
-    cluster = start_local_cluster(tempfile.mkdtemp(prefix="faice-ray-", dir="/tmp"), num_cpus=2)
+    # 2 CPUs for trials + 1 CPU with the evaluation pool's `eval_slot` (searches keep it for evaluation)
+    cluster = start_local_cluster(
+        tempfile.mkdtemp(prefix="faice-ray-", dir="/tmp"), num_cpus=3, resources={"eval_slot": 1}
+    )
     try:
         cluster.env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
         cluster.env["PYTHONPATH"] = str(REPO)

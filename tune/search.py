@@ -149,8 +149,9 @@ def _use_pool(base) -> bool:
     return bool(base.eval.num_samples) and base.eval.where == "pool"
 
 
-def _eval_reserve(spec, cluster: dict[str, float]) -> tuple[dict, int, dict[str, float]]:
-    """(task options, slots, resources kept for evaluation); ConfigError when there is no eval capacity."""
+def _eval_reserve(spec, cluster: dict[str, float], needed: bool) -> tuple[dict, int, dict[str, float]]:
+    """(task options, slots, resources kept for evaluation) of the cluster's evaluation slots; the CPUs
+    and GPUs of those slots never count as training capacity. ConfigError when `needed` and none exist."""
     from jobs.eval_pool import eval_task_options
 
     pool = spec.evaluation
@@ -158,6 +159,8 @@ def _eval_reserve(spec, cluster: dict[str, float]) -> tuple[dict, int, dict[str,
     if slots:
         options = eval_task_options(pool.resource, pool.cpus, pool.gpus)
         return options, slots, {"CPU": slots * pool.cpus, "GPU": slots * pool.gpus}
+    if not needed:
+        return {}, 0, {}
     if pool.fallback_cpus > 0:
         print(
             f"faice search: warning: no {pool.resource!r} in the cluster; evaluations share training "
@@ -213,12 +216,12 @@ def run_search(args: argparse.Namespace) -> Path:
     local_eval = {spec.evaluation.resource: 1} if use_pool else None
     connect(args.address, args.num_cpus, local_eval, spec.evaluation.cpus if use_pool else 0)
     cluster = ray.cluster_resources()
+    options, slots, reserved = _eval_reserve(spec, cluster, needed=use_pool)
+    cluster = {k: v - reserved.get(k, 0) for k, v in cluster.items()}
+    from jobs.eval_pool import dispatcher_name, start_dispatcher
+
     pool = None
     if use_pool:
-        options, slots, reserved = _eval_reserve(spec, cluster)
-        cluster = {k: v - reserved.get(k, 0) for k, v in cluster.items()}
-        from jobs.eval_pool import dispatcher_name, start_dispatcher
-
         pool = start_dispatcher(spec.name, options, slots, spec.evaluation.keep, spec.evaluation.max_attempts)
         print(f"faice search: evaluation pool of {slots} slot(s), task resources {options}", flush=True)
     concurrent = max_concurrent(run_bundle(spec.trial), cluster)
@@ -226,7 +229,8 @@ def run_search(args: argparse.Namespace) -> Path:
         f"faice search {spec.name}: {spec.num_trials} trials, up to {concurrent} at once -> {search_dir}",
         flush=True,
     )
-    trainable = _trainable(spec, search_dir, base_tree, fixed, dispatcher_name(spec.name) if pool else None)
+    pool_name = dispatcher_name(spec.name) if pool else None
+    trainable = _trainable(spec, search_dir, base_tree, fixed, pool_name)
     if args.resume:
         tuner = tune.Tuner.restore(str(search_dir), trainable=trainable, resume_errored=True)
     else:

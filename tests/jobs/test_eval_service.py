@@ -1,0 +1,121 @@
+"""The evaluation pool on a real local Ray cluster (127.0.0.1, one `eval_slot`): every checkpoint scored
+while trials train, ASHA on FID, evaluations only on eval slots, a killed eval worker retried."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from faice.config import ConfigError
+from faice.results import read_jsonl
+from faice.train.checkpoint import latest_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow]
+METRIC = "fid[faice-tiny]"
+
+
+def _search(cluster, storage, data, *extra) -> list[str]:
+    return [
+        sys.executable, "-m", "tune.search", "--space", "debug-eval.yaml", "--storage", str(storage),
+        "--address", cluster.address, "--verbose", "0", f"config.data.path={data}", *extra,
+    ]  # fmt: skip
+
+
+def _evals(run_dir: Path) -> list[dict]:
+    return read_jsonl(run_dir / "eval.jsonl")
+
+
+@pytest.mark.timeout(600)
+def test_pool_scores_every_checkpoint_while_asha_runs_on_fid(ray_cluster, debug_data, tmp_path):
+    cmd = _search(ray_cluster, tmp_path, debug_data, "evaluation.keep=all", "config.log.wandb=offline")
+    out = subprocess.run(cmd, cwd=REPO, env=ray_cluster.env, capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    search = tmp_path / "debug-eval"
+    with (search / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {"is[faice-tiny]", "kid[faice-tiny]", f"best_{METRIC}"} <= set(rows[0])
+    for row in rows:
+        run_dir = search / "runs" / row["trial_id"]
+        evals = _evals(run_dir)
+        assert not [e for e in evals if "eval_error" in e], evals
+        steps = sorted(e["step"] for e in evals)
+        last = int(latest_checkpoint(run_dir).name.removeprefix("step-"))
+        if row["status"] == "finished":
+            assert steps == [2, 4, 6, 8], (row["trial_id"], steps)
+        else:  # stopped by ASHA: every checkpoint it wrote, its last one included
+            assert steps == list(range(2, last + 1, 2)), (row["trial_id"], steps, last)
+        assert float(row[f"last_{METRIC}"]) > 0
+        for e in evals:  # only eval slots ran evaluations, never the training CPUs
+            assert e["where"] == "pool" and e["resources"].get("eval_slot") == 1, e
+            assert Path(e["grid"]).is_file() and e["extractor"] == "faice-tiny"
+        # the trial's W&B run got the FID (offline run files hold the metric name)
+        wandb_files = list(run_dir.glob("wandb/offline-run-*/*.wandb"))
+        assert any(METRIC.encode() in p.read_bytes() for p in wandb_files), row["trial_id"]
+    # Tune (and so ASHA, whose time_attr is eval_step) received the FIDs as trial results
+    reported = [
+        json.loads(line) for p in search.glob("trial-*/result.json") for line in p.read_text().splitlines()
+    ]
+    with_fid = [r for r in reported if METRIC in r]
+    assert with_fid and all("eval_step" in r for r in with_fid)
+    assert "evaluations:" in out.stdout and "0 failed" in out.stdout
+    refs = list((tmp_path / "reference-stats").glob("*.npz"))
+    assert len(refs) == 1, refs  # computed once on the driver, shared by every evaluation
+
+
+@pytest.mark.timeout(600)
+def test_killed_eval_worker_is_retried_and_no_metric_is_missing(ray_cluster, debug_data, tmp_path):
+    """SIGKILL the worker process in the middle of an evaluation: the dispatcher runs it again."""
+    slow = ["config.eval.num_samples=64", "config.eval.num_inference_steps=400", "config.train.max_steps=4"]
+    cmd = _search(
+        ray_cluster, tmp_path, debug_data, "budget.max_steps=null", "budget.num_samples=1",
+        "scheduler.name=fifo", "evaluation.keep=all", "config.log.wandb=disabled", *slow,
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    killed = None
+    try:
+        deadline = time.time() + 300
+        while killed is None and time.time() < deadline and proc.poll() is None:
+            for marker in (tmp_path / "debug-eval" / "runs").glob("*/eval/step-*.attempt-1.pid"):
+                pid = int(marker.read_text())
+                time.sleep(0.5)  # well inside the sampling loop
+                if marker.exists():
+                    os.kill(pid, signal.SIGKILL)
+                    killed = marker
+                    break
+            time.sleep(0.05)
+        output, _ = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed is not None, "no evaluation was seen running"
+    assert proc.returncode == 0, output[-3000:]
+    run_dir = killed.parents[1]
+    step = int(killed.name.split(".")[0].removeprefix("step-"))
+    evals = {e["step"]: e for e in _evals(run_dir)}
+    assert sorted(evals) == [2, 4] and not [e for e in evals.values() if "eval_error" in e], evals
+    assert evals[step]["attempt"] == 2 and evals[step][METRIC] > 0
+    assert "1 retried" in output
+
+
+def test_no_eval_capacity_is_reported_at_start():
+    from tune.search import _eval_reserve
+    from tune.space import load_space
+
+    spec = load_space("debug-eval.yaml")
+    with pytest.raises(ConfigError, match="no 'eval_slot' resource.*fallback_cpus"):
+        _eval_reserve(spec, {"CPU": 8.0}, needed=True)
+    assert _eval_reserve(spec, {"CPU": 8.0}, needed=False) == ({}, 0, {})
+    options, slots, reserved = _eval_reserve(spec, {"CPU": 8.0, "eval_slot": 2.0}, needed=True)
+    assert options == {"num_cpus": 1.0, "resources": {"eval_slot": 1}} and slots == 2 and reserved["CPU"] == 2
+    spec.evaluation.fallback_cpus = 0.5
+    options, slots, _ = _eval_reserve(spec, {"CPU": 8.0}, needed=True)
+    assert options == {"num_cpus": 0.5} and slots == 1
