@@ -49,6 +49,7 @@ class RunResult:
     step: int
     checkpoint: Path | None
     metrics: dict = field(default_factory=dict)
+    eval_blocked_s: float = 0.0  # seconds the loop waited on checkpoint evaluation (inline or polling)
 
 
 def _multi_process_cpu() -> bool:
@@ -162,10 +163,14 @@ def _loop(
     latest_eval: dict = {}  # newest evaluation metrics, sent along with every report
     inline = bool(cfg.eval.num_samples) and hooks.inline_eval
 
+    blocked = [0.0]
+
     def evaluate_now() -> None:
+        t = time.perf_counter()
         row = evaluate_inline(cfg, state, run_dir)
         if row is not None:
             latest_eval.update(deliver_evals([row], p.step, reporter))
+        blocked[0] += time.perf_counter() - t
 
     if ckpt is not None and reporter is not None:
         reporter.log_metrics(p.step, {"resumed_from": p.step})
@@ -192,7 +197,9 @@ def _loop(
             }
             window.clear()
             if hooks.poll_evals is not None:
+                t = time.perf_counter()
                 latest_eval.update(deliver_evals(hooks.poll_evals(), p.step, reporter))
+                blocked[0] += time.perf_counter() - t
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{p.metrics['lr']:.2e}")
             if reporter is not None:
                 reporter.log_metrics(p.step, p.metrics)
@@ -220,7 +227,7 @@ def _loop(
             hooks.on_checkpoint(ckpt, p.step, {**p.metrics, **latest_eval})
     elif p.step >= tc.max_steps:
         finish_run(cfg, state, run_dir, reporter, ckpt)
-    return RunResult(run_dir=run_dir, step=p.step, checkpoint=ckpt, metrics=dict(p.metrics))
+    return RunResult(run_dir, p.step, ckpt, dict(p.metrics), eval_blocked_s=blocked[0])
 
 
 def _checkpoint(cfg: Config, state: TrainState, run_dir: Path) -> Path:
