@@ -80,6 +80,7 @@ def test_shipped_spaces_exist_and_say_what_was_asked():
     assert {p.name for p in SPACES} >= {
         "demo-asha.yaml",
         "debug-asha.yaml",
+        "debug-eval.yaml",
         "beta-schedule.yaml",
         "unet-architecture.yaml",
     }
@@ -87,10 +88,12 @@ def test_shipped_spaces_exist_and_say_what_was_asked():
     assert (demo.num_trials, demo.scheduler.name, demo.scheduler.grace_period, demo.max_steps()) == (
         4,
         "asha",
-        50,
+        100,
         400,
     )
     assert demo.config_for().eval.every == 0 and demo.config_for().train.checkpoint_every == 100
+    # ASHA on the pool's FID: every checkpoint is scored with the stand-in extractor
+    assert demo.metric == "fid[faice-tiny]" and demo.config_for().eval.num_samples > 0
     grid = load_space("beta-schedule.yaml")
     assert grid.num_trials == 9 and grid.trial.resources_per_worker == {"train_slot": 1}
 
@@ -290,3 +293,12 @@ def test_loading_a_space_neither_imports_nor_starts_ray(spec):
 
     load_space("debug-asha.yaml").config_for({"train.lr": 1e-3})
     assert not ray.is_initialized()
+
+
+def test_eval_metric_needs_evaluation_with_that_extractor():
+    with pytest.raises(ConfigError, match="metric: fid\\[faice-tiny\\] comes from checkpoint evaluation"):
+        load_space("debug-asha.yaml", ["metric=fid[faice-tiny]"])
+    with pytest.raises(ConfigError, match="needs eval.extractor=inception"):
+        load_space("debug-eval.yaml", ["metric=fid[inception]"])
+    with pytest.raises(ConfigError, match="evaluation.keep: invalid choice 'some'; valid choices: latest, all"):
+        load_space("debug-eval.yaml", ["evaluation.keep=some"])
