@@ -148,13 +148,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("evaluate: give exactly one of --checkpoint PATH or --images DIR")
     overrides = _eval_overrides(args)
     if args.checkpoint:
-        if args.num_samples is None:
-            overrides.append("eval.num_samples=64")  # unless the run set its own, below
-            from faice.sampling import load_checkpoint_model
+        if args.num_samples is None:  # the run's own count, else 64
+            from faice.evaluate import checkpoint_config
 
-            _, run_cfg, _ = load_checkpoint_model(args.checkpoint)
-            if run_cfg.eval.num_samples:
-                overrides[-1] = f"eval.num_samples={run_cfg.eval.num_samples}"
+            run_cfg, _ = checkpoint_config(args.checkpoint)
+            overrides.append(f"eval.num_samples={run_cfg.eval.num_samples or 64}")
         result, step = evaluate_checkpoint(args.checkpoint, overrides)
         row = result.row(step)
         default_out = Path(result.info["checkpoint"]) / "eval.json"

@@ -116,19 +116,23 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, extractor: Extractor | N
     return result
 
 
-def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None) -> tuple[EvalResult, int]:
-    """(result, step) of a checkpoint folder, with its run config plus dotted `overrides` (eval.*)."""
-    from faice.config import from_tree
-    from faice.config import to_dict as config_dict
-    from faice.sampling import load_checkpoint_model
+def checkpoint_config(ckpt: str | Path, overrides: list[str] | None = None) -> tuple[Config, Path]:
+    """(the run config saved with a checkpoint plus dotted `overrides`, the checkpoint folder)."""
+    from faice.config import from_tree, read_yaml
+    from faice.train.checkpoint import resolve_checkpoint
 
-    model, cfg, path = load_checkpoint_model(ckpt)
-    if overrides:
-        cfg = from_tree(config_dict(cfg), overrides)
-        if not cfg.sample.use_ema:
-            model, _, path = load_checkpoint_model(path, use_ema=False)
+    path = resolve_checkpoint(ckpt)
+    return from_tree(read_yaml(path / "config.yaml", "checkpoint config"), overrides or []), path
+
+
+def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None) -> tuple[EvalResult, int]:
+    """(result, step) of a checkpoint folder, scored as its run config (plus `overrides`) says."""
     from accelerate import PartialState
 
+    from faice.sampling import load_checkpoint_model
+
+    cfg, path = checkpoint_config(ckpt, overrides)
+    model, _, _ = load_checkpoint_model(path, use_ema=cfg.sample.use_ema)
     model.to(PartialState().device)
     step = json.loads((path / "state.json").read_text())["step"]
     result = evaluate_model(model, cfg)

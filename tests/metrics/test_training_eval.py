@@ -49,3 +49,22 @@ def test_checkpoints_pending_evaluation_survive_pruning(debug_cfg):
     assert steps == [2, 5, 6], steps
     (marked[0] / EVAL_PENDING).unlink()
     assert json.loads((marked[0] / "state.json").read_text())["step"] == 2
+
+
+def test_cli_evaluate_checkpoint(debug_cfg, tmp_path, capsys):
+    from faice.cli import main
+
+    cfg = debug_cfg("train.max_steps=2", "train.checkpoint_every=0")
+    run = train(cfg).run_dir
+    args = ["evaluate", "--checkpoint", str(run), "--num-samples", "10", "--steps", "2"]
+    args += ["--stats-dir", str(tmp_path / "stats"), "--out", str(tmp_path / "e.json")]
+    assert main(args) == 0
+    row = json.loads((tmp_path / "e.json").read_text())
+    assert row["step"] == 2 and row["num_samples"] == 10 and row["sampler_steps"] == 2
+    assert row["fid[faice-tiny]"] > 0 and row["checkpoint"].endswith("step-0000002")
+    assert "fid[faice-tiny]:" in capsys.readouterr().out
+    assert main([*args, "--extractor", "nope"]) == 2
+    assert (
+        "eval.extractor: invalid choice 'nope'; valid choices: faice-tiny, inception"
+        in capsys.readouterr().err
+    )

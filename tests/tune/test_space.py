@@ -300,5 +300,7 @@ def test_eval_metric_needs_evaluation_with_that_extractor():
         load_space("debug-asha.yaml", ["metric=fid[faice-tiny]"])
     with pytest.raises(ConfigError, match="needs eval.extractor=inception"):
         load_space("debug-eval.yaml", ["metric=fid[inception]"])
-    with pytest.raises(ConfigError, match="evaluation.keep: invalid choice 'some'; valid choices: latest, all"):
+    with pytest.raises(
+        ConfigError, match="evaluation.keep: invalid choice 'some'; valid choices: latest, all"
+    ):
         load_space("debug-eval.yaml", ["evaluation.keep=some"])
