@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from jobs.local_ray import apply_local_env
+
 REPO = Path(__file__).resolve().parent.parent
+# Ray reads these when it is imported (some test modules import it at collection): loopback only, and
+# an explicit auth mode, for every cluster and client the tests start
+apply_local_env()
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
 
@@ -36,7 +41,7 @@ def debug_cfg(debug_data, tmp_path):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real Ray head on 127.0.0.1 (3 CPUs, one eval_slot, dashboard for `ray job submit`), stopped by pid."""
+    """A real Ray head on 127.0.0.1 (2 CPUs, dashboard for `ray job submit`), stopped by its pids."""
     import tempfile
 
     from jobs.local_ray import apply_local_env, start_local_cluster, wait_for_job_agent
@@ -44,10 +49,7 @@ def ray_cluster():
     apply_local_env()
 
     # a short temp dir: Ray's unix socket paths must stay under ~107 characters
-    # 2 CPUs for trials + 1 CPU with the evaluation pool's `eval_slot` (searches keep it for evaluation)
-    cluster = start_local_cluster(
-        tempfile.mkdtemp(prefix="faice-ray-", dir="/tmp"), num_cpus=3, resources={"eval_slot": 1}
-    )
+    cluster = start_local_cluster(tempfile.mkdtemp(prefix="faice-ray-", dir="/tmp"), num_cpus=2)
     try:
         cluster.env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
         cluster.env["PYTHONPATH"] = str(REPO)

@@ -28,14 +28,50 @@ def _search(cluster, storage, data, *extra) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def two_pools():
+    """A real two-node cluster on 127.0.0.1: a head whose 2 CPUs train, and an evaluation node (1 CPU,
+    the only `eval_slot`), like a training machine and an evaluation machine."""
+    from types import SimpleNamespace
+
+    from jobs.local_ray import apply_local_env, free_port
+
+    apply_local_env()
+    from ray.cluster_utils import Cluster
+
+    head = {
+        "num_cpus": 2,
+        "resources": {"train_slot": 2},
+        "include_dashboard": True,
+        "dashboard_host": "127.0.0.1",
+        "dashboard_port": free_port(),
+    }
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        eval_node = cluster.add_node(num_cpus=1, resources={"eval_slot": 1})
+        cluster.wait_for_nodes()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+            "WANDB_SILENT": "true",
+        }
+        yield SimpleNamespace(
+            address=cluster.address, env=env, eval_node=eval_node.node_id, head=cluster.head_node.node_id
+        )
+    finally:
+        cluster.shutdown()
+
+
 def _evals(run_dir: Path) -> list[dict]:
     return read_jsonl(run_dir / "eval.jsonl")
 
 
 @pytest.mark.timeout(600)
-def test_pool_scores_every_checkpoint_while_asha_runs_on_fid(ray_cluster, debug_data, tmp_path):
-    cmd = _search(ray_cluster, tmp_path, debug_data, "evaluation.keep=all", "config.log.wandb=offline")
-    out = subprocess.run(cmd, cwd=REPO, env=ray_cluster.env, capture_output=True, text=True, timeout=500)
+def test_pool_scores_every_checkpoint_while_asha_runs_on_fid(two_pools, debug_data, tmp_path):
+    pin = "trial.resources_per_worker={train_slot: 1}"  # trials on training machines only
+    cmd = _search(two_pools, tmp_path, debug_data, "evaluation.keep=all", "config.log.wandb=offline", pin)
+    out = subprocess.run(cmd, cwd=REPO, env=two_pools.env, capture_output=True, text=True, timeout=500)
     assert out.returncode == 0, out.stderr[-3000:]
     search = tmp_path / "debug-eval"
     with (search / "results.csv").open() as f:
@@ -52,8 +88,9 @@ def test_pool_scores_every_checkpoint_while_asha_runs_on_fid(ray_cluster, debug_
         else:  # stopped by ASHA: every checkpoint it wrote, its last one included
             assert steps == list(range(2, last + 1, 2)), (row["trial_id"], steps, last)
         assert float(row[f"last_{METRIC}"]) > 0
-        for e in evals:  # only eval slots ran evaluations, never the training CPUs
+        for e in evals:  # only the evaluation node ran evaluations, never the training node
             assert e["where"] == "pool" and e["resources"].get("eval_slot") == 1, e
+            assert e["node_id"] == two_pools.eval_node, e
             assert Path(e["grid"]).is_file() and e["extractor"] == "faice-tiny"
         # the trial's W&B run got the FID (offline run files hold the metric name)
         wandb_files = list(run_dir.glob("wandb/offline-run-*/*.wandb"))
@@ -65,20 +102,37 @@ def test_pool_scores_every_checkpoint_while_asha_runs_on_fid(ray_cluster, debug_
     with_fid = [r for r in reported if METRIC in r]
     assert with_fid and all("eval_step" in r for r in with_fid)
     assert "evaluations:" in out.stdout and "0 failed" in out.stdout
+    workers = _train_worker_nodes(two_pools.address)
+    assert workers and set(workers) == {two_pools.head}, workers
     refs = list((tmp_path / "reference-stats").glob("*.npz"))
     assert len(refs) == 1, refs  # computed once on the driver, shared by every evaluation
 
 
+def _train_worker_nodes(address: str) -> list[str]:
+    """Node ids of every Ray Train worker the cluster ever ran (Ray's state API)."""
+    import ray
+    from ray.util.state import list_actors
+
+    ray.init(address=address)
+    try:
+        actors = list_actors(
+            filters=[("class_name", "=", "RayTrainWorker")], limit=1000, raise_on_missing_output=False
+        )
+        return [a.node_id for a in actors]
+    finally:
+        ray.shutdown()
+
+
 @pytest.mark.timeout(600)
-def test_killed_eval_worker_is_retried_and_no_metric_is_missing(ray_cluster, debug_data, tmp_path):
+def test_killed_eval_worker_is_retried_and_no_metric_is_missing(two_pools, debug_data, tmp_path):
     """SIGKILL the worker process in the middle of an evaluation: the dispatcher runs it again."""
     slow = ["config.eval.num_samples=64", "config.eval.num_inference_steps=400", "config.train.max_steps=4"]
     cmd = _search(
-        ray_cluster, tmp_path, debug_data, "budget.max_steps=null", "budget.num_samples=1",
+        two_pools, tmp_path, debug_data, "budget.max_steps=null", "budget.num_samples=1",
         "scheduler.name=fifo", "evaluation.keep=all", "config.log.wandb=disabled", *slow,
     )  # fmt: skip
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=REPO, env=two_pools.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     killed = None
     try:
