@@ -162,7 +162,6 @@ def _loop(
     t0, steps0, elapsed0 = time.perf_counter(), p.step, p.elapsed_s
     latest_eval: dict = {}  # newest evaluation metrics, sent along with every report
     inline = bool(cfg.eval.num_samples) and hooks.inline_eval
-
     blocked = [0.0]
 
     def evaluate_now() -> None:
@@ -171,6 +170,18 @@ def _loop(
         if row is not None:
             latest_eval.update(deliver_evals([row], p.step, reporter))
         blocked[0] += time.perf_counter() - t
+
+    def save_and_report(finish: bool) -> Path:
+        """Checkpoint, evaluate it inline if asked, write the final outputs if `finish`, then tell the
+        orchestrator (outputs first: it may end the run once it hears of the last step)."""
+        path = _checkpoint(cfg, state, run_dir)
+        if inline:
+            evaluate_now()
+        if finish:
+            finish_run(cfg, state, run_dir, reporter, path)
+        if hooks.on_checkpoint:
+            hooks.on_checkpoint(path, p.step, {**p.metrics, **latest_eval})
+        return path
 
     if ckpt is not None and reporter is not None:
         reporter.log_metrics(p.step, {"resumed_from": p.step})
@@ -209,22 +220,10 @@ def _loop(
         if cfg.eval.every and p.step % cfg.eval.every == 0 and p.step < tc.max_steps:
             write_sample_grid(cfg, state, run_dir, reporter)
         if tc.checkpoint_every and p.step % tc.checkpoint_every == 0 and p.step < tc.max_steps:
-            ckpt = _checkpoint(cfg, state, run_dir)
-            if inline:
-                evaluate_now()
-            if hooks.on_checkpoint:
-                hooks.on_checkpoint(ckpt, p.step, {**p.metrics, **latest_eval})
+            ckpt = save_and_report(finish=False)
     bar.close()
     if ckpt is None or ckpt.name != f"step-{p.step:07d}":
-        ckpt = _checkpoint(cfg, state, run_dir)
-        if inline:
-            evaluate_now()
-        if (
-            p.step >= tc.max_steps
-        ):  # outputs first: an orchestrator may end the run once it hears of the last step
-            finish_run(cfg, state, run_dir, reporter, ckpt)
-        if hooks.on_checkpoint:
-            hooks.on_checkpoint(ckpt, p.step, {**p.metrics, **latest_eval})
+        ckpt = save_and_report(finish=p.step >= tc.max_steps)
     elif p.step >= tc.max_steps:
         finish_run(cfg, state, run_dir, reporter, ckpt)
     return RunResult(run_dir, p.step, ckpt, dict(p.metrics), eval_blocked_s=blocked[0])
