@@ -290,31 +290,9 @@ def submit_last_checkpoints(pool, search_dir: Path) -> int:
     return submitted
 
 
-def log_late_evals(rows_by_trial: dict[str, list[dict]], search_dir: Path) -> None:
-    """Evaluations that finished after their trial's last report go into the trial's W&B run (resumed)."""
-    from faice.config import load_config, to_dict
-    from faice.results import read_jsonl
-    from faice.train.outputs import deliver_evals
-    from faice.train.reporting import WandbReporter
-
-    for trial_id, rows in rows_by_trial.items():
-        run_dir = search_dir / "runs" / trial_id
-        rows = [r for r in rows if "eval_error" not in r]
-        if not rows or not (run_dir / "config.yaml").is_file():
-            continue
-        cfg = load_config(run_dir / "config.yaml")
-        if cfg.log.wandb == "disabled":
-            continue
-        last_step = max((r["step"] for r in read_jsonl(run_dir / "metrics.jsonl")), default=0)
-        reporter = WandbReporter(cfg.log, cfg.run_name, run_dir, to_dict(cfg))
-        try:
-            deliver_evals(rows, max(last_step, *(r["step"] for r in rows)), reporter)
-        finally:
-            reporter.close()
-
-
-def finish_evaluations(pool, search_dir: Path, spec, timeout: float) -> dict:
-    """Evaluate every trial's last checkpoint, wait for the pool, log late results; returns the counts."""
+def finish_evaluations(pool, search_dir: Path, spec, timeout: float) -> dict[str, list[dict]]:
+    """Evaluate every trial's last checkpoint and wait for the pool; returns, per trial, the results no
+    trial report carried (they go to W&B with `faice.train.outputs.sync_runs`)."""
     submitted = submit_last_checkpoints(pool, search_dir)
     status = ray.get(pool.status.remote())
     print(
@@ -323,7 +301,6 @@ def finish_evaluations(pool, search_dir: Path, spec, timeout: float) -> dict:
         flush=True,
     )
     status = ray.get(pool.drain.remote(timeout))
-    log_late_evals(ray.get(pool.undelivered.remote()), search_dir)
     print(
         "faice search: evaluations: "
         + ", ".join(f"{v} {k}" for k, v in status.items() if k not in ("pending", "running")),
@@ -334,7 +311,7 @@ def finish_evaluations(pool, search_dir: Path, spec, timeout: float) -> dict:
             f"faice search: warning: {status['pending'] + status['running']} evaluation(s) unfinished after {timeout:g} s",
             flush=True,
         )
-    return status
+    return ray.get(pool.undelivered.remote())
 
 
 def score_best(pool_options: dict, search_dir: Path, spec) -> list[dict]:
@@ -362,7 +339,7 @@ def score_best(pool_options: dict, search_dir: Path, spec) -> list[dict]:
         overrides = [f"eval.extractor={name}", *spec.evaluation.also_score_overrides]
         row = ray.get(_evaluate_task.options(**pool_options).remote(job, overrides))
         append_eval(run_dir, row)
-        rows.append(row)
+        rows.append({**row, "trial_id": best.trial_id})
         print(
             f"faice search: best trial {best.trial_id} scored with {name}: fid[{name}]={row.get(f'fid[{name}]'):.4g}",
             flush=True,

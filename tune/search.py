@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from faice.config import ConfigError, dump_yaml, read_tree
+from faice.train.outputs import sync_runs
 
 DEFAULT_STORAGE = "runs/searches"
 # The Tune trial actor only waits on its Ray Train run, which reserves the real resources; it asks for
@@ -250,11 +251,16 @@ def run_search(args: argparse.Namespace) -> Path:
         )
     results = tuner.fit()
     _write_trials(results, search_dir, spec.keys)
+    late: dict[str, list[dict]] = {}
     if pool is not None:
         from jobs.eval_pool import finish_evaluations, score_best
 
-        finish_evaluations(pool, search_dir, spec, timeout=args.eval_timeout)
-        score_best(options, search_dir, spec)
+        late = finish_evaluations(pool, search_dir, spec, timeout=args.eval_timeout)
+        for row in score_best(options, search_dir, spec):
+            late.setdefault(row["trial_id"], []).append(row)
+    synced = sync_runs(search_dir / "runs", late)  # W&B of stopped trials and late evaluations
+    if replayed := sorted(t for t, what in synced.items() if what == "replayed"):
+        print(f"faice search: W&B runs of {len(replayed)} stopped trial(s) replayed from their local records")
     return search_dir
 
 

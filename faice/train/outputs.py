@@ -115,3 +115,87 @@ def deliver_evals(rows: list[dict], step: int, reporter) -> dict:
                     step, "eval/samples", grid.copy(), caption=f"checkpoint step {row['step']}"
                 )
     return latest
+
+
+def _grid(path) -> object | None:
+    from PIL import Image
+
+    if not path or not Path(path).is_file():
+        return None
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def replay_run(run_dir: str | Path, reporter, start: int = 0) -> int:
+    """Log a run's local record into `reporter` step by step: metrics.jsonl (a step repeated after a resume
+    keeps its newest values), eval.jsonl with the scored grids, and the sample grids. Steps below `start`
+    are skipped. Returns the number of steps logged."""
+    from faice.evaluate import eval_metrics
+    from faice.results import read_jsonl
+
+    run_dir = Path(run_dir)
+    metrics: dict[int, dict] = {}
+    for row in read_jsonl(run_dir / "metrics.jsonl"):
+        metrics.setdefault(int(row["step"]), {}).update({k: v for k, v in row.items() if k != "step"})
+    evals: dict[int, list[dict]] = {}
+    for row in read_jsonl(run_dir / "eval.jsonl"):
+        if "eval_error" not in row:
+            evals.setdefault(int(row["step"]), []).append(row)
+            metrics.setdefault(int(row["step"]), {}).update({**eval_metrics(row), "eval_step": row["step"]})
+    samples = {int(p.stem.removeprefix("step-")): p for p in (run_dir / "samples").glob("step-*.png")}
+    steps = sorted(s for s in {*metrics, *samples} if s >= start)
+    for step in steps:
+        reporter.log_metrics(step, metrics.get(step, {}))
+        for row in evals.get(step, []):
+            if (grid := _grid(row.get("grid"))) is not None:
+                reporter.log_image(step, "eval/samples", grid, caption=f"checkpoint step {step}")
+        if (grid := _grid(samples.get(step))) is not None:
+            reporter.log_image(step, "samples", grid, caption=f"step {step}")
+    return len(steps)
+
+
+def sync_wandb(cfg: Config, run_dir: str | Path, late_rows: list[dict]) -> str:
+    """Bring a run's W&B record up to date after its process is gone; returns what was done.
+
+    - 'replayed': the run never finished cleanly (killed, e.g. a trial stopped by ASHA), so W&B may have
+      lost what it buffered: the whole local record is logged again into the resumed run;
+    - 'late': a cleanly finished run gets only `late_rows` (evaluations that arrived after it ended);
+    - 'none': W&B is disabled or there is nothing to add.
+    """
+    from faice.config import to_dict
+    from faice.results import read_jsonl
+    from faice.train.reporting import WandbReporter, wandb_closed_step
+
+    run_dir = Path(run_dir)
+    if cfg.log.wandb == "disabled":
+        return "none"
+    last_step = max((int(r["step"]) for r in read_jsonl(run_dir / "metrics.jsonl")), default=0)
+    closed = wandb_closed_step(run_dir)
+    complete = closed is not None and closed >= last_step
+    late_rows = [r for r in late_rows if "eval_error" not in r]
+    if complete and not late_rows:
+        return "none"
+    reporter = WandbReporter(cfg.log, cfg.run_name, run_dir, to_dict(cfg))
+    try:
+        if complete:
+            deliver_evals(late_rows, max(last_step, *(r["step"] for r in late_rows)), reporter)
+            return "late"
+        replay_run(run_dir, reporter, start=reporter.next_step)
+        return "replayed"
+    finally:
+        reporter.close()
+
+
+def sync_runs(runs_dir: str | Path, late_rows: dict[str, list[dict]] | None = None) -> dict[str, str]:
+    """`sync_wandb` for every run folder under `runs_dir` (a search's trials, after they ended); late
+    evaluation rows by run name. Returns what was done per run."""
+    from faice.config import load_config
+
+    late_rows = late_rows or {}
+    done = {}
+    for run_dir in sorted(Path(runs_dir).glob("*")):
+        if (run_dir / "config.yaml").is_file():
+            done[run_dir.name] = sync_wandb(
+                load_config(run_dir / "config.yaml"), run_dir, late_rows.get(run_dir.name, [])
+            )
+    return done

@@ -83,13 +83,29 @@ def wandb_mode(mode: str) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
+WANDB_CLOSED = "wandb/faice-closed.json"  # written when a run is finished cleanly: {"id", "step"}
+
+
+def wandb_closed_step(run_dir: str | Path) -> int | None:
+    """The last step of a W&B run that was finished cleanly, None if it never was.
+
+    A run whose process was killed (a trial stopped by ASHA: Ray kills its workers) never finishes, and
+    W&B loses what it had buffered; `faice.train.outputs.sync_wandb` replays such runs from local files.
+    """
+    path = Path(run_dir) / WANDB_CLOSED
+    try:
+        return int(json.loads(path.read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class WandbReporter:
     """A W&B run with a stable id (resume appends to it); offline runs sync later with `wandb sync`."""
 
     def __init__(self, log_cfg, run_name: str, run_dir: str | Path, config: dict):
         import wandb
 
-        self._wandb = wandb
+        self._wandb, self.run_dir, self.last_step = wandb, Path(run_dir), 0
         self.run = wandb.init(
             mode=wandb_mode(log_cfg.wandb),
             project=log_cfg.project or os.environ.get("WANDB_PROJECT", "faice"),
@@ -107,14 +123,24 @@ class WandbReporter:
     def log_config(self, config: dict) -> None:
         self.run.config.update(redact(config), allow_val_change=True)
 
+    @property
+    def next_step(self) -> int:
+        """The first step this run can still log (a resumed online run continues after its last step)."""
+        return int(getattr(self.run, "step", 0) or 0)
+
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        self.last_step = max(self.last_step, step)
         self.run.log(metrics, step=step)
 
     def log_image(self, step: int, key: str, image: Image.Image, caption: str = "") -> None:
+        self.last_step = max(self.last_step, step)
         self.run.log({key: self._wandb.Image(image, caption=caption)}, step=step)
 
     def close(self) -> None:
         self.run.finish()
+        marker = self.run_dir / WANDB_CLOSED
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"id": self.run.id, "step": self.last_step}))
 
 
 class MultiReporter:

@@ -1,6 +1,7 @@
 """Reporting: real offline W&B runs, JSONL metrics, and no secret in anything a run writes."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +49,66 @@ def test_offline_wandb_run_logs_and_never_stores_the_key(debug_cfg, tmp_path, mo
                 if SECRET.encode() in f.read():
                     leaks.append(path)
     assert not leaks, f"the W&B key leaked into {leaks}"
+
+
+_KILLED_RUN = """
+import os, sys
+from faice.config import load_config
+from faice.train.loop import Hooks, train
+
+cfg = load_config(sys.argv[1], sys.argv[3:])
+
+def killed(path, step, metrics):  # Ray kills a stopped trial's workers right after a report
+    if step == 4:
+        os._exit(0)
+
+train(cfg, run_dir=sys.argv[2], hooks=Hooks(on_checkpoint=killed))
+"""
+
+
+def _wandb_bytes(run) -> list[bytes]:
+    return [p.read_bytes() for p in run.glob("wandb/offline-run-*/*.wandb")]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_killed_runs_wandb_record_is_replayed_from_local_files(debug_data, tmp_path):
+    """W&B loses what a killed process buffered (a trial stopped by ASHA); sync_wandb replays the run."""
+    import subprocess
+    import sys
+
+    from faice.config import load_config
+    from faice.results import read_jsonl
+    from faice.train.outputs import sync_wandb
+    from faice.train.reporting import wandb_closed_step
+
+    repo = Path(__file__).resolve().parents[2]
+    run = tmp_path / "run"
+    overrides = [
+        f"data.path={debug_data}", "log.wandb=offline", "train.run_name=killed", "train.max_steps=8",
+        "train.checkpoint_every=2", "eval.num_samples=8", "eval.extractor=faice-tiny", "eval.reference_images=16",
+        f"eval.stats_dir={tmp_path / 'stats'}", "eval.num_inference_steps=2", "eval.every=2",
+    ]  # fmt: skip
+    # its own W&B service, like a Ray worker (not this process's, which would keep the dead run in use)
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    env.update(PYTHONPATH=str(repo), WANDB_SILENT="true")
+    cmd = [sys.executable, "-c", _KILLED_RUN, str(repo / "configs" / "debug.yaml"), str(run), *overrides]
+    subprocess.run(cmd, env=env, check=True, timeout=240)
+    cfg = load_config(run / "config.yaml")
+    evals = read_jsonl(run / "eval.jsonl")
+    assert [e["step"] for e in evals] == [2, 4] and "fid[faice-tiny]" in evals[0]
+    assert wandb_closed_step(run) is None  # the killed run never finished (W&B lost what it buffered)
+    assert len(list(run.glob("wandb/offline-run-*"))) == 1
+
+    assert sync_wandb(cfg, run, []) == "replayed"
+    assert len(list(run.glob("wandb/offline-run-*"))) == 2  # the same run id, resumed
+    assert wandb_closed_step(run) == 4
+    data = b"".join(_wandb_bytes(run))
+    assert b"fid[faice-tiny]" in data and b"loss" in data and b"eval_step" in data
+    assert list(run.glob("wandb/offline-run-*/files/media/images/eval/*.png"))  # the scored grids
+    assert sync_wandb(cfg, run, []) == "none"  # complete now: nothing is logged twice
+
+    late = {**evals[-1], "step": 4, "fid[faice-tiny]": 1.5}
+    before = len(list(run.glob("wandb/offline-run-*")))
+    assert sync_wandb(cfg, run, [late]) == "late"  # a finished run only gets the late evaluations
+    assert len(list(run.glob("wandb/offline-run-*"))) == before + 1
