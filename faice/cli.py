@@ -182,6 +182,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster_check(args: argparse.Namespace) -> int:
+    from faice.cluster import check_command
+
+    return check_command(args.paths)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from faice.demo import run_demo
 
@@ -293,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("search", help="a search folder: <storage>/<search name> (has search.yaml)")
     p.set_defaults(fn=cmd_results)
+
+    cluster = sub.add_parser("cluster", help="lab cluster tools", formatter_class=fmt)
+    clsub = cluster.add_subparsers(dest="cluster_command", required=True)
+    p = clsub.add_parser(
+        "check",
+        help="validate cluster YAMLs (Ray's schema, KubeRay fields, faice's train/eval pools)",
+        epilog="e.g. faice cluster check cluster/lab.yaml cluster/kuberay.yaml; exit 1 on any error",
+        formatter_class=fmt,
+    )
+    p.add_argument("paths", nargs="+", help="a `ray up` config or a KubeRay RayCluster YAML")
+    p.set_defaults(fn=cmd_cluster_check)
 
     p = sub.add_parser(
         "demo",

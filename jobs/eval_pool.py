@@ -242,9 +242,14 @@ def start_dispatcher(
     max_attempts: int,
     overrides: list[str] | None = None,
 ):
-    """The search's dispatcher actor (0 CPUs, owned by the launcher), named so trials can find it."""
+    """The search's dispatcher actor (0 CPUs, on the head like the trial actors, so losing an evaluation or
+    training machine never loses the queue), named so trials can find it."""
     actor = ray.remote(EvalDispatcher).options(
-        name=dispatcher_name(search), namespace=NAMESPACE, num_cpus=0, max_concurrency=16
+        name=dispatcher_name(search),
+        namespace=NAMESPACE,
+        num_cpus=0,
+        resources={"node:__internal_head__": 0.001},
+        max_concurrency=16,
     )
     return actor.remote(task_options, slots, keep, max_attempts, overrides)
 

@@ -30,15 +30,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--name", default=None, help="run name (default: the config's run name); stable across restarts"
     )
-    p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers (data-parallel processes)")
-    p.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per worker")
-    p.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per worker")
     p.add_argument(
-        "--resources-per-worker", default="{}", help="custom resources per worker, e.g. '{\"train_slot\": 1}'"
+        "--profile",
+        default=None,
+        help="machine profile: configs/profiles/NAME.yaml or a path (batch size, precision, resources); "
+        "the flags and overrides below win over it",
     )
+    p.add_argument("--num-workers", type=int, help="Ray Train workers (data-parallel processes) [1]")
+    p.add_argument("--cpus-per-worker", type=float, help="CPUs per worker [1]")
+    p.add_argument("--gpus-per-worker", type=float, help="GPUs per worker [0]")
     p.add_argument(
-        "--max-failures", type=int, default=3, help="worker-failure restarts (from the last checkpoint)"
+        "--resources-per-worker", help="custom resources per worker, e.g. '{\"train_slot\": 1}' [{}]"
     )
+    p.add_argument("--max-failures", type=int, help="worker-failure restarts (from the last checkpoint) [3]")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (local only)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     return p.parse_args(argv)
@@ -47,22 +51,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> Path:
     import json
 
-    from faice.config import load_config
+    from faice.config import flatten, load_config
     from faice.data.ensure import ensure_dataset
-    from tune.space import TrialResources
+    from tune.space import TrialResources, load_profile, parse_section
 
-    cfg = load_config(args.config, args.overrides)
+    profile = load_profile(args.profile) if args.profile else {}
+    profile_overrides = [f"{k}={json.dumps(v)}" for k, v in flatten(profile.get("config") or {}).items()]
+    cfg = load_config(args.config, [*profile_overrides, *args.overrides])
     name = args.name or cfg.run_name
     storage = Path(args.storage).resolve()
     cfg.data.path = str(Path(cfg.data.path).resolve())
     cfg.train.run_name = name
     ensure_dataset(cfg.data)
-    resources = TrialResources(
-        num_workers=args.num_workers,
-        cpus_per_worker=args.cpus_per_worker,
-        gpus_per_worker=args.gpus_per_worker,
-        resources_per_worker=json.loads(args.resources_per_worker),
-        max_failures=args.max_failures,
+    flags = {
+        "num_workers": args.num_workers,
+        "cpus_per_worker": args.cpus_per_worker,
+        "gpus_per_worker": args.gpus_per_worker,
+        "resources_per_worker": json.loads(args.resources_per_worker) if args.resources_per_worker else None,
+        "max_failures": args.max_failures,
+    }
+    resources = parse_section(
+        TrialResources,
+        {
+            "max_failures": 3,
+            **(profile.get("trial") or {}),
+            **{k: v for k, v in flags.items() if v is not None},
+        },
+        "trial",
     )
     from jobs.ray_train import connect, make_trainer
 

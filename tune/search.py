@@ -23,7 +23,11 @@ from faice.train.outputs import sync_runs
 DEFAULT_STORAGE = "runs/searches"
 # The Tune trial actor only waits on its Ray Train run, which reserves the real resources; it asks for
 # one byte of memory because Ray refuses an empty request and any CPU share would break the packing.
-TRIAL_ACTOR_RESOURCES = {"memory": 1}
+# It lives on the head (a sliver of the head's own resource, as Ray's own state actors do), and so does
+# its Ray Train controller, which Ray attaches to the trial actor's node: losing a training machine
+# costs its workers only, and the controller restarts them elsewhere from the last checkpoint.
+ON_HEAD = {"node:__internal_head__": 0.001}
+TRIAL_ACTOR_RESOURCES = {"memory": 1, **ON_HEAD}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--storage", default=DEFAULT_STORAGE, help="parent folder of searches (shared by all nodes)"
     )
     p.add_argument("--name", default=None, help="search name (default: the space's name)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="machine profile: configs/profiles/NAME.yaml or a path (batch size, precision, resources "
+        "per trial); command-line overrides win over it",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted search of this name")
     p.add_argument(
         "--resume-if-exists", action="store_true", help="resume when the search exists, else start it"
@@ -189,7 +199,7 @@ def run_search(args: argparse.Namespace) -> Path:
     """Validate, connect, run (or resume) the search, write its results; returns the search folder."""
     from tune.space import load_space, to_param_space
 
-    spec = load_space(args.space, args.overrides)
+    spec = load_space(args.space, args.overrides, profile=args.profile)
     if args.name:
         spec.name = args.name
     storage = Path(args.storage).resolve()

@@ -242,11 +242,53 @@ def render_value(value: Any) -> str:
 # ---------------------------------------------------------------------------- parsing
 
 
-def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpec:
-    """Read, override and validate a search-space YAML (a path, or a file name in tune/spaces/)."""
+def load_space(
+    path: str | Path, overrides: Sequence[str] = (), profile: str | Path | None = None
+) -> SearchSpec:
+    """Read, override and validate a search-space YAML (a path, or a file name in tune/spaces/).
+
+    A `profile` (configs/profiles/) is applied first, so `overrides` from the command line win."""
     tree, path = read_mapping(path, "search space", SPACES_DIR)
+    if profile:
+        apply_profile(tree, load_profile(profile))
     _apply_overrides(tree, overrides)
     return from_dict(tree, default_name=path.stem, folder=path.resolve().parent)
+
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "configs" / "profiles"
+PROFILE_KEYS = ("config", "trial", "evaluation")
+
+
+def profile_names() -> list[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def load_profile(name: str | Path) -> dict:
+    """A machine profile: what differs between clusters (batch size, precision, workers and resources
+    per trial, evaluation resources), by name (configs/profiles/NAME.yaml) or path."""
+    path = Path(name)
+    if not path.is_file():
+        path = PROFILES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"--profile {name}: no such profile; valid profiles: {', '.join(profile_names())}")
+    tree, _ = read_mapping(path, "profile", PROFILES_DIR)
+    for key in tree:
+        if key not in PROFILE_KEYS:
+            raise ConfigError(
+                f"profile {path.name}: unknown key {key!r}; valid keys: {', '.join(PROFILE_KEYS)}"
+            )
+    return tree
+
+
+def apply_profile(tree: dict, profile: dict) -> None:
+    """Merge a profile into a search tree: its config keys over the space's fixed overrides, its trial and
+    evaluation keys over the space's. The space's searched params still vary on top of it."""
+    if profile.get("config"):
+        overrides = flatten(_mapping(tree.get("overrides"), "overrides"))
+        tree["overrides"] = {**overrides, **flatten(_mapping(profile["config"], "profile config"))}
+    for key in ("trial", "evaluation"):
+        if profile.get(key):
+            tree[key] = {**_mapping(tree.get(key), key), **_mapping(profile[key], f"profile {key}")}
 
 
 def _apply_overrides(tree: dict, overrides: Sequence[str]) -> None:
@@ -285,7 +327,7 @@ def from_dict(tree: dict, default_name: str = "search", folder: str | Path | Non
         metric=_coerce(tree.get("metric", "loss"), str, "metric"),
         mode=_coerce(tree.get("mode", "min"), Literal["min", "max"], "mode"),
         space=_parse_space(tree.get("space")),
-        **{key: _section(cls, tree.get(key), key) for key, cls in _SECTIONS.items()},
+        **{key: parse_section(cls, tree.get(key), key) for key, cls in _SECTIONS.items()},
     )
     _validate(spec)
     return spec
@@ -305,7 +347,7 @@ def _mapping(data: Any, key: str) -> dict:
     return data
 
 
-def _section(cls: type, data: Any, prefix: str) -> Any:
+def parse_section(cls: type, data: Any, prefix: str) -> Any:
     data = _mapping(data, prefix)
     hints = typing.get_type_hints(cls)
     _check_keys(data, list(hints), f"{prefix}.")

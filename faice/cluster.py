@@ -1,0 +1,197 @@
+"""`faice cluster check`: a cluster YAML against Ray's own schema and faice's pool conventions.
+
+Two kinds of file: Ray cluster-launcher configs (`ray up`, e.g. cluster/lab.yaml) and KubeRay
+`RayCluster` resources (cluster/kuberay.yaml, see faice.kuberay). Ray is not imported: its schema is a
+JSON file inside the installed package, read as data.
+
+Conventions of a Ray cluster-launcher config (the on-premise `local` provider):
+- every worker is started by cluster/start-node.sh and finds its pool (train | eval) in FAICE_POOLS;
+  every worker IP has exactly one pool, and every FAICE_POOLS host is a worker;
+- the head is started by start-node.sh --head and advertises no train_slot unless asked (--pool train);
+- token authentication stays on, the dashboard is not bound to all interfaces, no secret is written in.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+POOLS = ("train", "eval")
+_SECRET_VALUE = re.compile(r"\b(WANDB_API_KEY|RAY_AUTH_TOKEN)=(?!\$)\S+")
+
+
+@dataclass
+class Report:
+    """What `check_cluster` found: errors fail the check, notes are printed."""
+
+    kind: str
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def ray_schema() -> dict:
+    """Ray's cluster-config JSON schema, from the installed ray package (without importing ray)."""
+    spec = importlib.util.find_spec("ray")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("ray is not installed, so its cluster schema is missing (make venv)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "autoscaler" / "ray-schema.json"
+    return json.loads(path.read_text())
+
+
+def schema_errors(doc: dict, schema: dict) -> list[str]:
+    """Every JSON-schema violation as 'dotted.path: message' (path '<top>' for the document itself)."""
+    import jsonschema
+
+    errors = []
+    for e in sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path)):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.path).lstrip(".")
+        errors.append(f"{where or '<top>'}: {e.message}")
+    return errors
+
+
+def _commands(doc: dict, key: str) -> list[str]:
+    value = doc.get(key) or []
+    return [str(c) for c in value] if isinstance(value, list) else [str(value)]
+
+
+def parse_pools(text: str) -> dict[str, str]:
+    """FAICE_POOLS="host=pool ..." assignments in a command, host -> pool."""
+    pools: dict[str, str] = {}
+    for m in re.finditer(r"FAICE_POOLS=(\"[^\"]*\"|'[^']*'|\S+)", text):
+        for entry in shlex.split(m.group(1))[0].split():
+            host, _, pool = entry.partition("=")
+            pools[host] = pool
+    return pools
+
+
+def check_launcher_config(doc: dict) -> Report:
+    """A `ray up` config: Ray's schema (as Ray prepares a local-provider config) + faice conventions."""
+    report = Report("ray cluster launcher config")
+    provider = doc.get("provider") if isinstance(doc.get("provider"), dict) else {}
+    prepared = dict(doc)
+    if provider.get("type") == "local":
+        prepared.pop("min_workers", None)  # Ray's local provider moves it into its single node type
+    try:
+        report.errors += schema_errors(prepared, ray_schema())
+    except FileNotFoundError as e:
+        report.errors.append(str(e))
+    if provider.get("type") != "local":
+        report.notes.append(f"provider {provider.get('type')!r}: only the schema is checked")
+        return report
+
+    workers = provider.get("worker_ips")
+    if not provider.get("head_ip"):
+        report.errors.append("provider.head_ip: missing; the head machine's address")
+    if not isinstance(workers, list) or not workers:
+        report.errors.append("provider.worker_ips: missing or empty; list every worker machine")
+        workers = []
+    head_text = "\n".join(_commands(doc, "head_start_ray_commands"))
+    worker_text = "\n".join(_commands(doc, "worker_start_ray_commands"))
+
+    if "start-node.sh" not in worker_text:
+        report.errors.append(
+            "worker_start_ray_commands: workers must start with cluster/start-node.sh, which advertises "
+            "their pool (train_slot / eval_slot); plain `ray start` leaves them in no pool"
+        )
+    pools = parse_pools(worker_text)
+    for ip in workers:
+        if str(ip) not in pools:
+            report.errors.append(
+                f"worker_start_ray_commands: worker {ip} has no pool in FAICE_POOLS; valid pools: {', '.join(POOLS)}"
+            )
+    for host, pool in pools.items():
+        if pool not in POOLS:
+            report.errors.append(
+                f"worker_start_ray_commands: FAICE_POOLS gives {host} the pool {pool!r}; valid pools: {', '.join(POOLS)}"
+            )
+        if host not in [str(w) for w in workers]:
+            report.errors.append(
+                f"worker_start_ray_commands: FAICE_POOLS names {host}, which is not in provider.worker_ips"
+            )
+    counts = {p: sum(v == p for v in pools.values()) for p in POOLS}
+    if workers and not counts["train"]:
+        report.errors.append(
+            "worker_start_ray_commands: no worker is in the train pool, so no trial could run"
+        )
+    if workers and not counts["eval"]:
+        report.notes.append(
+            "no evaluation machine: searches with evaluations need evaluation.fallback_cpus (training nodes "
+            "evaluate) or config.eval.where=inline"
+        )
+
+    if "start-node.sh" not in head_text or "--head" not in head_text:
+        report.errors.append("head_start_ray_commands: start the head with cluster/start-node.sh --head")
+    if "train_slot" in head_text:
+        report.errors.append(
+            "head_start_ray_commands: the head advertises train_slot directly; the head trains only when "
+            "asked with start-node.sh --head --pool train"
+        )
+    if re.search(r"--pool[= ]train", head_text):
+        report.notes.append("the head also trains (asked with --pool train)")
+    if "--autoscaling-config" not in head_text:
+        report.notes.append(
+            "head_start_ray_commands: no --autoscaling-config, so idle workers are never released"
+        )
+
+    everything = yaml.safe_dump(doc)
+    if re.search(r"dashboard-host[= ]0\.0\.0\.0", everything):
+        report.errors.append("the dashboard is bound to 0.0.0.0; bind it to the head's private address")
+    for m in re.finditer(r"RAY_AUTH_MODE=(\S+)", everything):
+        if m.group(1).strip("\"'") != "token":
+            report.errors.append(f"RAY_AUTH_MODE={m.group(1)}: token authentication must stay on")
+    for m in _SECRET_VALUE.finditer(everything):
+        report.errors.append(f"{m.group(1)} is written in the file; keep it in the machines' environment")
+    min_workers = doc.get("min_workers", len(workers))
+    if workers and isinstance(min_workers, int) and min_workers >= len(workers):
+        report.notes.append(
+            f"min_workers {min_workers} keeps every worker up; set it lower to release idle machines"
+        )
+    report.notes.append(
+        f"{len(workers)} worker(s): {counts['train']} train, {counts['eval']} eval; "
+        f"idle_timeout_minutes {doc.get('idle_timeout_minutes', 5)}"
+    )
+    return report
+
+
+def check_cluster(doc: dict) -> Report:
+    """Check a cluster YAML of either kind; a Report with its errors and notes."""
+    if not isinstance(doc, dict):
+        return Report("unknown", errors=["<top>: a cluster YAML is a mapping"])
+    if doc.get("kind") == "RayCluster":
+        from faice.kuberay import check_kuberay
+
+        return Report("KubeRay RayCluster", errors=check_kuberay(doc))
+    if "provider" in doc:
+        return check_launcher_config(doc)
+    return Report(
+        "unknown",
+        errors=[
+            "<top>: neither a Ray cluster-launcher config (has `provider:`) nor a KubeRay RayCluster (`kind: RayCluster`)"
+        ],
+    )
+
+
+def check_command(paths: list[str]) -> int:
+    """`faice cluster check PATH...`: prints what each file holds; 1 if any has errors."""
+    failed = 0
+    for path in paths:
+        try:
+            doc = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            print(f"{path}: error: cannot read: {e}")
+            failed += 1
+            continue
+        report = check_cluster(doc)
+        for note in report.notes:
+            print(f"{path}: note: {note}")
+        for error in report.errors:
+            print(f"{path}: error: {error}")
+        print(f"{path}: {'FAILED' if report.errors else 'ok'} ({report.kind}, {len(report.errors)} error(s))")
+        failed += bool(report.errors)
+    return 1 if failed else 0

@@ -1,0 +1,231 @@
+"""A lab cluster on one machine: a head, two training nodes and one evaluation node on 127.0.0.1, each
+advertising what cluster/start-node.sh would advertise on such a host. Searches run on it with the `cpu`
+profile; machines are taken away mid-search and the tests count the work lost (training steps beyond the
+last checkpoint, evaluation metrics never produced)."""
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from faice.results import read_jsonl
+from tests.cluster.test_start_node import node, start_node
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow]
+CHECKPOINT_EVERY = 10
+
+
+def advertised(tmp_path, pool: str) -> dict:
+    """The Ray resources start-node.sh gives a CPU-only host of `pool` (its --dry-run)."""
+    args = ["--head"] if pool == "head" else ["--address", "127.0.0.1:6379", "--pool", pool]
+    info, _ = node(start_node(tmp_path, *args, "--node-ip", "127.0.0.1", gpus=0))
+    return info["resources"]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    from jobs.local_ray import apply_local_env, free_port
+
+    apply_local_env()
+    # the raylets (and so the Ray Train controllers) inherit these: fast failure detection, and a
+    # restarted trial may wait for a free training node as long as the test allows
+    saved = {
+        k: os.environ.get(k)
+        for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S")
+    }
+    os.environ.update(RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.2", RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="600")
+    from ray.cluster_utils import Cluster
+
+    tmp = tmp_path_factory.mktemp("start-node")
+    resources = {pool: advertised(tmp, pool) for pool in ("head", "train", "eval")}
+    assert resources == {"head": {}, "train": {"train_slot": 1}, "eval": {"eval_slot": 1}}
+    head = {
+        "num_cpus": 1,
+        "resources": resources["head"],
+        "include_dashboard": True,
+        "dashboard_host": "127.0.0.1",
+        "dashboard_port": free_port(),
+    }
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        lab = SimpleNamespace(cluster=cluster, resources=resources, head=cluster.head_node.node_id)
+        lab.train = [cluster.add_node(num_cpus=1, resources=resources["train"]) for _ in range(2)]
+        lab.eval = cluster.add_node(num_cpus=1, resources=resources["eval"])
+        cluster.wait_for_nodes()
+        lab.env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
+        yield lab
+    finally:
+        cluster.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _search(lab, storage: Path, data: Path, *extra: str) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "tune.search", "--space", "debug-eval.yaml", "--profile", "cpu",
+        "--storage", str(storage), "--address", lab.cluster.address, "--verbose", "0",
+        f"config.data.path={data}", "budget.num_samples=2", "scheduler.name=fifo", "evaluation.keep=all",
+        "config.log.wandb=disabled", "config.eval.num_samples=8", "config.eval.kid_subset_size=8", *extra,
+    ]  # fmt: skip
+    return subprocess.Popen(
+        cmd, cwd=REPO, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _wait(proc: subprocess.Popen, condition, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the search ended before {what}:\n{proc.stdout.read()[-3000:]}")
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> str:
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+def _steps(runs: Path) -> dict[str, int]:
+    """The newest training step each trial has logged."""
+    return {
+        r.name: max((m["step"] for m in read_jsonl(r / "metrics.jsonl")), default=0) for r in runs.glob("*")
+    }
+
+
+def _actor_nodes(address: str, class_name: str) -> list[str]:
+    import ray
+    from ray.util.state import list_actors
+
+    ray.init(address=address)
+    try:
+        actors = list_actors(
+            filters=[("class_name", "=", class_name)], limit=1000, raise_on_missing_output=False
+        )
+        return [a.node_id for a in actors]
+    finally:
+        ray.shutdown()
+
+
+def _results(search: Path) -> list[dict]:
+    with (search / "results.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def _missing_metrics(run_dir: Path, max_steps: int, every: int) -> list[int]:
+    scored = {e["step"] for e in read_jsonl(run_dir / "eval.jsonl") if "eval_error" not in e}
+    return [s for s in range(every, max_steps + 1, every) if s not in scored]
+
+
+@pytest.mark.timeout(900)
+def test_losing_a_training_node_costs_at_most_one_checkpoint_interval(lab, debug_data, tmp_path):
+    max_steps = 60
+    proc = _search(
+        lab, tmp_path, debug_data, f"budget.max_steps={max_steps}",
+        f"config.train.checkpoint_every={CHECKPOINT_EVERY}", "config.train.log_every=1",
+    )  # fmt: skip
+    search, runs = tmp_path / "debug-eval", tmp_path / "debug-eval" / "runs"
+    try:
+        # both trials training, past their first checkpoint
+        _wait(
+            proc,
+            lambda: (
+                len(s := _steps(runs)) == 2
+                and all(CHECKPOINT_EVERY + 2 <= v < max_steps - 10 for v in s.values())
+            ),
+            600,
+            "two trials past their first checkpoint",
+        )
+        victim = lab.train[0]
+        lab.cluster.remove_node(victim)
+        at_loss = _steps(runs)  # the dead node writes nothing more
+        output = _finish(proc, 600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lab.train[0] = lab.cluster.add_node(num_cpus=1, resources=lab.resources["train"])  # the machine returns
+
+    rows = _results(search)
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"finished"}, rows  # every trial accounted for
+    resumed = {}
+    for row in rows:
+        metrics = read_jsonl(runs / row["trial_id"] / "metrics.jsonl")
+        assert max(m["step"] for m in metrics) == max_steps
+        starts = [m["resumed_from"] for m in metrics if "resumed_from" in m]
+        if starts:
+            resumed[row["trial_id"]] = starts[0]
+    assert len(resumed) == 1, (resumed, at_loss)  # the trial of the lost machine, and only it
+    ((trial, start),) = resumed.items()
+    lost = at_loss[trial] - start
+    missing = {
+        r["trial_id"]: _missing_metrics(runs / r["trial_id"], max_steps, CHECKPOINT_EVERY) for r in rows
+    }
+    print(f"\nlost training node: trial {trial} resumed from step {start}; steps lost {lost} "
+          f"(bound {CHECKPOINT_EVERY}); metrics missing {sum(map(len, missing.values()))} (bound 0)")  # fmt: skip
+    assert 0 <= lost <= CHECKPOINT_EVERY and start % CHECKPOINT_EVERY == 0
+    assert not any(missing.values()), missing
+    assert "0 failed" in output
+
+    # where everything ran: training workers only on training machines, evaluations only on the
+    # evaluation machine, trial actors and their Ray Train controllers on the head
+    train_nodes = {victim.node_id, *(n.node_id for n in lab.train)}
+    workers = _actor_nodes(lab.cluster.address, "RayTrainWorker")
+    assert workers and set(workers) <= train_nodes and victim.node_id in workers, workers
+    assert set(_actor_nodes(lab.cluster.address, "TrainController")) == {lab.head}
+    for row in rows:
+        for e in read_jsonl(runs / row["trial_id"] / "eval.jsonl"):
+            assert e["node_id"] == lab.eval.node_id and e["resources"].get("eval_slot") == 1, e
+
+
+@pytest.mark.timeout(900)
+def test_losing_the_evaluation_node_delays_metrics_but_loses_none(lab, debug_data, tmp_path):
+    max_steps, every = 20, 4
+    proc = _search(
+        lab, tmp_path, debug_data, f"budget.max_steps={max_steps}", f"config.train.checkpoint_every={every}"
+    )
+    runs = tmp_path / "debug-eval" / "runs"
+    old = lab.eval
+    try:
+        _wait(proc, lambda: any(read_jsonl(p) for p in runs.glob("*/eval.jsonl")), 600, "a first evaluation")
+        lab.cluster.remove_node(old)
+        # training goes on without the evaluation machine; its checkpoints wait for it
+        _wait(
+            proc,
+            lambda: len(s := _steps(runs)) == 2 and all(v == max_steps for v in s.values()),
+            600,
+            "both trials to finish training",
+        )
+        lab.eval = lab.cluster.add_node(num_cpus=1, resources=lab.resources["eval"])  # it comes back
+        output = _finish(proc, 600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    rows = _results(tmp_path / "debug-eval")
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"finished"}, rows
+    missing, nodes = {}, []
+    for row in rows:
+        run_dir = runs / row["trial_id"]
+        missing[row["trial_id"]] = _missing_metrics(run_dir, max_steps, every)
+        nodes += [e["node_id"] for e in read_jsonl(run_dir / "eval.jsonl") if "eval_error" not in e]
+    print(f"\nlost evaluation node: metrics missing {sum(map(len, missing.values()))} (bound 0); "
+          f"{nodes.count(lab.eval.node_id)} of {len(nodes)} evaluations ran after it returned")  # fmt: skip
+    assert not any(missing.values()), missing
+    assert set(nodes) <= {old.node_id, lab.eval.node_id} and lab.eval.node_id in nodes, nodes
+    assert "0 failed" in output

@@ -1,0 +1,57 @@
+"""Machine profiles (configs/profiles/): the same search on a 24 GB and an 80 GB GPU, one flag apart."""
+
+import pytest
+
+from faice.config import ConfigError, flatten, to_dict
+from tune.space import PROFILES_DIR, load_profile, load_space, profile_names
+
+SPACE = "unet-architecture.yaml"
+
+
+def test_every_profile_applies_to_every_space():
+    from tune.space import SPACES_DIR
+
+    assert {"cpu", "gpu-24gb", "gpu-80gb"} <= set(profile_names())
+    for name in profile_names():
+        profile = load_profile(name)
+        for space in sorted(SPACES_DIR.glob("*.yaml")):
+            spec = load_space(space, profile=name)  # validates every trial config of the space
+            cfg = flatten(to_dict(spec.config_for({})))
+            for key, value in flatten(profile.get("config", {})).items():
+                if key not in {p.key for p in spec.space}:
+                    assert cfg[key] == value, (name, space.name, key)
+            for key, value in profile.get("trial", {}).items():
+                assert getattr(spec.trial, key) == value, (name, space.name, key)
+
+
+def test_two_profiles_change_only_what_differs_between_machines():
+    small, large = load_space(SPACE, profile="gpu-24gb"), load_space(SPACE, profile="gpu-80gb")
+    a, b = flatten(to_dict(small.config_for({}))), flatten(to_dict(large.config_for({})))
+    assert {k for k in a if a[k] != b[k]} == {
+        "train.batch_size", "train.grad_accum", "train.mixed_precision", "eval.batch_size"
+    }  # fmt: skip
+    # the same effective batch on both clusters
+    assert (
+        a["train.batch_size"] * a["train.grad_accum"] == b["train.batch_size"] * b["train.grad_accum"] == 64
+    )
+    assert small.space == large.space and small.budget == large.budget
+    assert small.trial.resources_per_worker == {"train_slot": 1} and small.trial.gpus_per_worker == 1
+
+
+def test_command_line_overrides_win_over_the_profile():
+    spec = load_space(SPACE, ["config.train.batch_size=8", "trial.cpus_per_worker=2"], profile="gpu-24gb")
+    assert spec.config_for({}).train.batch_size == 8 and spec.trial.cpus_per_worker == 2
+    assert spec.config_for({}).train.grad_accum == 4  # the rest of the profile still holds
+
+
+def test_profile_errors_name_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match="valid profiles: .*gpu-24gb"):
+        load_space(SPACE, profile="gpu-48gb")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trials: {num_workers: 2}\n")
+    with pytest.raises(ConfigError, match="unknown key 'trials'; valid keys: config, trial, evaluation"):
+        load_space(SPACE, profile=bad)
+    bad.write_text("config: {train.batch_sise: 2}\n")
+    with pytest.raises(ConfigError, match="batch_sise"):
+        load_space(SPACE, profile=bad)
+    assert PROFILES_DIR.is_dir()
