@@ -140,6 +140,10 @@ class SampleConfig:
     seed: int = opt(0, "Seed of the initial noise.")
     use_ema: bool = opt(True, "Sample with the EMA weights when the checkpoint has them.")
     clip_sample: bool = opt(True, "Clip the predicted x0 to [-1, 1] at every step (where the sampler can).")
+    karras_sigmas: bool = opt(
+        False,
+        "Space the sigmas as Karras et al. 2022 (samplers that step in sigma: dpm-solver++, euler, heun).",
+    )
 
 
 def _extractors() -> list[str]:

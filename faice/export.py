@@ -22,9 +22,16 @@ def export_pipeline(
     """Write `out` so that `diffusers.DiffusionPipeline.from_pretrained(out)` samples the checkpoint's model."""
     import diffusers
 
+    from faice.config import ConfigError
+
     model, cfg, _ = load_checkpoint_model(checkpoint, use_ema=use_ema)
     sampler = sampler or cfg.sample.sampler
-    scheduler = build_scheduler(cfg.diffusion, sampler, cfg.sample.clip_sample)
+    if sampler not in PIPELINES:  # euler/heun: no unconditional pipeline scales their sigma inputs
+        raise ConfigError(
+            f"export --sampler {sampler}: no diffusers unconditional pipeline drives it correctly; "
+            f"choose one of {', '.join(PIPELINES)}"
+        )
+    scheduler = build_scheduler(cfg.diffusion, sampler, cfg.sample.clip_sample, cfg.sample.karras_sigmas)
     pipeline = getattr(diffusers, PIPELINES[sampler])(unet=model, scheduler=scheduler)
     out = Path(out)
     pipeline.save_pretrained(out)

@@ -48,9 +48,10 @@ def generate(
 ) -> torch.Tensor:
     """`n` images (n, C, H, W) in [-1, 1] with the sampler of cfg.sample (fields overridable by keyword)."""
     s = {
-        k: getattr(cfg.sample, k) for k in ("sampler", "num_inference_steps", "eta", "clip_sample")
+        k: getattr(cfg.sample, k)
+        for k in ("sampler", "num_inference_steps", "eta", "clip_sample", "karras_sigmas")
     } | overrides
-    scheduler = build_scheduler(cfg.diffusion, s["sampler"], s["clip_sample"])
+    scheduler = build_scheduler(cfg.diffusion, s["sampler"], s["clip_sample"], s["karras_sigmas"])
     generator = torch.Generator().manual_seed(seed)
     res, ch = cfg.data.resolution, model.config.in_channels
     was_training = model.training

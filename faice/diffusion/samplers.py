@@ -18,38 +18,63 @@ _SUPPORTS = {
     "ddim": ("epsilon", "v_prediction", "sample"),
     "pndm": ("epsilon", "v_prediction"),
     "dpm-solver++": ("epsilon", "v_prediction", "sample"),
+    "euler": ("epsilon", "v_prediction", "sample"),
+    "heun": ("epsilon", "v_prediction", "sample"),
 }
+# samplers that step in sigma and can space their sigmas as Karras et al. (2022) do
+KARRAS = ("dpm-solver++", "euler", "heun")
 
 
 @SAMPLERS.register("ddpm")
-def _ddpm(common: dict, clip_sample: bool):
+def _ddpm(common: dict, clip_sample: bool, karras: bool = False):
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(**common, clip_sample=clip_sample)
 
 
 @SAMPLERS.register("ddim")
-def _ddim(common: dict, clip_sample: bool):
+def _ddim(common: dict, clip_sample: bool, karras: bool = False):
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(**common, clip_sample=clip_sample)
 
 
 @SAMPLERS.register("pndm")
-def _pndm(common: dict, clip_sample: bool):
+def _pndm(common: dict, clip_sample: bool, karras: bool = False):
     from diffusers import PNDMScheduler
 
+    # pseudo linear multi-step (PLMS) steps of PNDM (Liu et al. 2022), as diffusers' pipelines run it
     return PNDMScheduler(**common, skip_prk_steps=True)
 
 
 @SAMPLERS.register("dpm-solver++")
-def _dpmpp(common: dict, clip_sample: bool):
+def _dpmpp(common: dict, clip_sample: bool, karras: bool = False):
     from diffusers import DPMSolverMultistepScheduler
 
     # data-prediction solver: clip its x0 the way DDIM's clip_sample does (threshold fixed at 1)
     return DPMSolverMultistepScheduler(
-        **common, algorithm_type="dpmsolver++", solver_order=2, thresholding=clip_sample, sample_max_value=1.0
+        **common,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        thresholding=clip_sample,
+        sample_max_value=1.0,
+        use_karras_sigmas=karras,
     )
+
+
+@SAMPLERS.register("euler")
+def _euler(common: dict, clip_sample: bool, karras: bool = False):
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(**common, use_karras_sigmas=karras)
+
+
+@SAMPLERS.register("heun")
+def _heun(common: dict, clip_sample: bool, karras: bool = False):
+    from diffusers import HeunDiscreteScheduler
+
+    # second order: two model evaluations per step except the last
+    return HeunDiscreteScheduler(**common, use_karras_sigmas=karras)
 
 
 def check_sampler(name: str, prediction_type: str) -> None:
@@ -71,16 +96,28 @@ def timestep_spacing(cfg) -> str:
     return "trailing" if cfg.zero_terminal_snr else "leading"
 
 
-def build_scheduler(diffusion_cfg, sampler: str, clip_sample: bool = True):
+def build_scheduler(diffusion_cfg, sampler: str, clip_sample: bool = True, karras_sigmas: bool = False):
     """A diffusers scheduler for `sampler` whose betas are exactly our schedule's."""
+    from faice.config import ConfigError
+
     check_sampler(sampler, diffusion_cfg.prediction_type)
+    if karras_sigmas and sampler not in KARRAS:
+        raise ConfigError(
+            f"sample.karras_sigmas: {sampler!r} steps in timesteps, not sigmas; samplers with Karras sigmas: "
+            f"{', '.join(KARRAS)}"
+        )
+    if sampler in ("euler", "heun") and diffusion_cfg.zero_terminal_snr:
+        raise ConfigError(
+            f"sample.sampler: {sampler!r} starts from sigma_max, which is infinite with "
+            "diffusion.zero_terminal_snr=true; use ddim, ddpm or dpm-solver++"
+        )
     common = dict(
         num_train_timesteps=diffusion_cfg.num_train_timesteps,
         trained_betas=betas_from_config(diffusion_cfg).tolist(),
         prediction_type=diffusion_cfg.prediction_type,
         timestep_spacing=timestep_spacing(diffusion_cfg),
     )
-    return SAMPLERS.get(sampler)(common, clip_sample)
+    return SAMPLERS.get(sampler)(common, clip_sample, karras_sigmas)
 
 
 def _step_kwargs(scheduler, eta: float, generator: torch.Generator) -> dict:

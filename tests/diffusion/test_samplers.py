@@ -67,3 +67,53 @@ def test_pndm_refuses_x0_prediction():
     cfg = load_config("debug.yaml", ["diffusion.prediction_type=sample"])
     with pytest.raises(ConfigError, match="pndm"):
         build_scheduler(cfg.diffusion, "pndm")
+
+
+@pytest.mark.parametrize(
+    "name,cls",
+    [("euler", "EulerDiscreteScheduler"), ("heun", "HeunDiscreteScheduler"), ("pndm", "PNDMScheduler")],
+)
+def test_the_sampler_used_is_the_one_named(name, cls):
+    cfg = load_config("debug.yaml", [f"sample.sampler={name}"])
+    assert type(build_scheduler(cfg.diffusion, cfg.sample.sampler)).__name__ == cls
+
+
+@pytest.mark.parametrize("name", ["euler", "heun", "dpm-solver++"])
+def test_karras_sigmas_change_the_sigmas_and_the_images(name, model):
+    cfg = load_config("debug.yaml")
+    plain, karras = (build_scheduler(cfg.diffusion, name, karras_sigmas=k) for k in (False, True))
+    for s in (plain, karras):
+        s.set_timesteps(8)
+    assert not torch.allclose(plain.timesteps.float(), karras.timesteps.float())
+    if name != "dpm-solver++":  # Karras et al.'s rho=7 spacing: sigmas bunch up near 0
+        sig = karras.sigmas[karras.sigmas > 0]
+        ratio = lambda s: (s[-1] / s[0]).item()  # noqa: E731
+        assert ratio(sig) == pytest.approx(ratio(plain.sigmas[plain.sigmas > 0]), rel=1e-3)
+        mid = len(sig) // 2
+        assert sig[mid] < plain.sigmas[plain.sigmas > 0][mid]
+    run = lambda s: sample(model, s, (2, 3, 16, 16), 8, torch.Generator().manual_seed(0))  # noqa: E731
+    assert not torch.allclose(run(plain), run(karras))
+
+
+def test_heun_evaluates_the_model_twice_per_step(model):
+    cfg = load_config("debug.yaml")
+    calls = []
+    hook = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        sample(
+            model, build_scheduler(cfg.diffusion, "heun"), (1, 3, 16, 16), 6, torch.Generator().manual_seed(0)
+        )
+    finally:
+        hook.remove()
+    assert len(calls) == 2 * 6 - 1
+
+
+def test_unsupported_sampler_options_name_the_choices():
+    cfg = load_config("debug.yaml")
+    with pytest.raises(ConfigError, match="sample.karras_sigmas: 'ddim'.*dpm-solver\\+\\+, euler, heun"):
+        build_scheduler(cfg.diffusion, "ddim", karras_sigmas=True)
+    zsnr = load_config(
+        "debug.yaml", ["diffusion.zero_terminal_snr=true", "diffusion.prediction_type=v_prediction"]
+    )
+    with pytest.raises(ConfigError, match="'euler' starts from sigma_max"):
+        build_scheduler(zsnr.diffusion, "euler")
