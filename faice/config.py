@@ -67,6 +67,13 @@ class DataConfig:
     )
     split: str = opt("train", "Split of the shards to train on.")
     hflip: bool = opt(True, "Random horizontal flip.")
+    crop: Literal["none", "center", "random"] = opt(
+        "none", "Crop a window of the stored image before resizing to `resolution` (none | center | random)."
+    )
+    crop_scale: float = opt(0.875, "Side of the crop window as a share of the stored image's side (0, 1].")
+    blur_sigma: float = opt(0.0, "Gaussian blur sigma in training pixels (0 = no blur).")
+    blur_kernel: int = opt(0, "Odd Gaussian blur kernel size (0 = 2 * ceil(3 sigma) + 1).")
+    blur_prob: float = opt(0.5, "Share of training images blurred when blur_sigma > 0.")
     num_workers: int = opt(2, "DataLoader worker processes per training process (0 = in-process).")
 
 
@@ -404,6 +411,15 @@ def validate(cfg: Config) -> None:
         raise ConfigError("eval.num_samples: FID needs at least 2 samples (0 = off)")
     if cfg.train.lr <= 0:
         raise ConfigError(f"train.lr: must be positive, got {cfg.train.lr}")
+    d = cfg.data
+    if not 0 < d.crop_scale <= 1:
+        raise ConfigError(f"data.crop_scale: must be in (0, 1], got {d.crop_scale}")
+    if d.blur_sigma < 0 or not 0 <= d.blur_prob <= 1:
+        raise ConfigError(
+            f"data.blur_sigma/blur_prob: need sigma >= 0 and prob in [0, 1], got {d.blur_sigma}, {d.blur_prob}"
+        )
+    if d.blur_kernel < 0 or (d.blur_kernel and d.blur_kernel % 2 == 0):
+        raise ConfigError(f"data.blur_kernel: must be odd (or 0 = from sigma), got {d.blur_kernel}")
     if not 0 <= cfg.train.ema_decay < 1:
         raise ConfigError(f"train.ema_decay: must be in [0, 1), got {cfg.train.ema_decay}")
     if len(cfg.train.adam_betas) != 2:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from faice.data.augment import Augment, crop, crop_offsets, crop_size, gaussian_blur
 from faice.data.shards import ATTR_PREFIX, decode_image, read_manifest
 
 
@@ -200,10 +201,12 @@ class ShardDataset(IterableDataset):
         hflip: bool,
         epoch: int,
         skip_batches: int,
+        augment: Augment | None = None,
     ):
         self.root, self.manifest, self.plan = root, manifest, plan
         self.resolution, self.hflip = resolution, hflip
         self.epoch, self.skip_batches = epoch, skip_batches
+        self.augment = augment or Augment()
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -218,10 +221,36 @@ class ShardDataset(IterableDataset):
         plan, b = self.plan, self.plan.batch_size
         units, positions, rows = reader_rows(plan, self.epoch, reader)
         flips = reader_flips(plan, self.epoch, reader, len(rows)) & self.hflip
+        aug, stored, n = self.augment, self.manifest["resolution"], len(rows)
+        size = crop_size(stored, aug.crop_scale) if aug.crop != "none" else stored
+        offsets = None
+        if aug.crop != "none":
+            rng = np.random.default_rng([plan.seed, self.epoch, reader, 2])
+            offsets = crop_offsets(n, stored, size, aug.crop, rng)
+        blurred = np.zeros(n, bool)
+        if aug.blurs:
+            blurred = np.random.default_rng([plan.seed, self.epoch, reader, 3]).random(n) < aug.blur_prob
         cache = _GroupCache(self.root, self.manifest, capacity=2 * plan.window + 1)
         for k in range(start, plan.batches_per_reader):
             picked = slice(k * b, (k + 1) * b)
-            yield self._batch(cache, units, positions[picked], rows[picked], flips[picked])
+            batch = self._batch(cache, units, positions[picked], rows[picked], flips[picked])
+            if offsets is not None or blurred[picked].any():
+                batch["image"] = self._augment(batch["image"], offsets, size, blurred[picked], picked)
+            yield batch
+
+    def _augment(
+        self, image: torch.Tensor, offsets, size: int, blurred: np.ndarray, picked: slice
+    ) -> torch.Tensor:
+        """Crop (a window of the stored image, then the resize) and blur a batch; float in [-1, 1] out."""
+        aug = self.augment
+        if offsets is not None:  # the batch is still the stored uint8 images here (see _batch)
+            image = to_model_images(crop(image.numpy(), offsets[picked], size), self.resolution)
+        elif image.dtype == torch.uint8:
+            image = to_model_images(image.numpy(), self.resolution)
+        if blurred.any():
+            at = torch.from_numpy(np.flatnonzero(blurred))
+            image[at] = gaussian_blur(image[at], aug.blur_sigma, aug.blur_kernel).clamp_(-1, 1)
+        return image
 
     def _batch(
         self,
@@ -244,8 +273,9 @@ class ShardDataset(IterableDataset):
                 captions[i], ids[i] = group.captions[row], group.ids[row]
         images = np.ascontiguousarray(hwc.transpose(0, 3, 1, 2))
         images[flips] = images[flips][..., ::-1]  # a contiguous-row flip; mirroring HWC is 5x slower
-        # Same-size images cross to the main process as uint8 (4x less than float32) and are scaled there.
-        same_size = stored == self.resolution
+        # Same-size images cross to the main process as uint8 (4x less than float32) and are scaled there;
+        # so do images still to be cropped (from the stored size, before any resize).
+        same_size = stored == self.resolution or self.augment.crop != "none"
         image = torch.from_numpy(images) if same_size else to_model_images(images, self.resolution)
         return {"image": image, "attrs": torch.from_numpy(attrs), "caption": captions, "id": ids}
 
@@ -286,6 +316,7 @@ class ShardLoader:
         num_workers: int = 0,
         shuffle: bool = True,
         window: int = 4,
+        augment: Augment | None = None,
     ):
         if batch_size < 1 or window < 1 or seed < 0 or not 0 <= rank < world_size:
             raise ValueError(
@@ -293,7 +324,7 @@ class ShardLoader:
             )
         self.root = Path(path)
         self.manifest = read_manifest(self.root)
-        self.split, self.hflip = split, hflip
+        self.split, self.hflip, self.augment = split, hflip, augment or Augment()
         self.resolution = resolution or self.manifest["resolution"]
         units = split_row_groups(self.manifest, split)
         unit_rows = [u.rows for u in units]
@@ -328,7 +359,14 @@ class ShardLoader:
         if not 0 <= skip_batches <= self.batches_per_epoch:
             raise ValueError(f"skip_batches must be in [0, {self.batches_per_epoch}], got {skip_batches}")
         dataset = ShardDataset(
-            self.root, self.manifest, self.plan, self.resolution, self.hflip, epoch, skip_batches
+            self.root,
+            self.manifest,
+            self.plan,
+            self.resolution,
+            self.hflip,
+            epoch,
+            skip_batches,
+            self.augment,
         )
         if self.num_workers == 0 or skip_batches == self.batches_per_epoch:
             return map(self._float_images, dataset)

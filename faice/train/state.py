@@ -10,6 +10,7 @@ import torch
 from accelerate import Accelerator
 
 from faice.config import Config
+from faice.data.augment import Augment
 from faice.data.loader import ShardLoader
 from faice.diffusion.loss import DiffusionLoss
 from faice.models import build_model
@@ -65,6 +66,7 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
         batch_size=tc.batch_size,
         resolution=cfg.data.resolution,
         hflip=cfg.data.hflip,
+        augment=Augment.from_config(cfg.data),
         seed=tc.seed,
         rank=accelerator.process_index,
         world_size=accelerator.num_processes,
