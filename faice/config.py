@@ -96,6 +96,15 @@ class ModelConfig:
         None, "How the time embedding enters ResNet blocks: added (default) or AdaGN scale_shift."
     )
     dropout: float = opt(0.0, "Dropout inside ResNet blocks.")
+    pretrained: str | None = opt(
+        None,
+        "A local diffusers model folder (config.json + weights, e.g. a downloaded CelebA-HQ DDPM's unet/) to "
+        "start from instead of a fresh init; its architecture replaces the fields above.",
+    )
+    freeze: list[str] = opt(
+        [],
+        "Parameter-name prefixes kept fixed during training, e.g. [conv_in, down_blocks.0, down_blocks.1].",
+    )
 
 
 @dataclass

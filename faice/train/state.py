@@ -49,7 +49,10 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     tc = cfg.train
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=tc.lr, betas=tuple(tc.adam_betas), weight_decay=tc.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=tc.lr,
+        betas=tuple(tc.adam_betas),
+        weight_decay=tc.weight_decay,
     )
     lr_scheduler = get_scheduler(
         LR_SCHEDULES[tc.lr_schedule],
