@@ -1,0 +1,88 @@
+"""Checks of a KubeRay `RayCluster` (cluster/kuberay.yaml): the CRD fields we use, and faice's pools.
+
+The schema (faice/cluster_schemas/raycluster.schema.json) is the subset of KubeRay's CRD that our file
+uses, strict where a typo would silently do nothing. Conventions: every worker group advertises exactly
+one pool resource (train_slot or eval_slot) in rayStartParams.resources, there is a train group and an
+eval group, the head advertises neither, min <= max replicas, token auth in every container, and secrets
+only from Kubernetes Secrets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SCHEMA = Path(__file__).resolve().parent / "cluster_schemas" / "raycluster.schema.json"
+SLOTS = {"train_slot": "train", "eval_slot": "eval"}
+SECRETS = ("WANDB_API_KEY", "RAY_AUTH_TOKEN")
+
+
+def start_resources(params: dict, where: str, errors: list[str]) -> dict:
+    """rayStartParams.resources: KubeRay's quoted JSON string ('"{\\"train_slot\\": 1}"') as a dict."""
+    text = (params or {}).get("resources")
+    if not text:
+        return {}
+    text = text.strip()
+    if text.startswith('"') and text.endswith('"'):  # KubeRay passes the value to the shell quoted
+        text = text[1:-1].replace('\\"', '"')
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        errors.append(f"{where}.rayStartParams.resources: not a JSON mapping: {params['resources']!r}")
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _containers(group: dict) -> list[dict]:
+    return ((group.get("template") or {}).get("spec") or {}).get("containers") or []
+
+
+def check_kuberay(doc: dict) -> list[str]:
+    """Errors of a RayCluster document (empty = fine)."""
+    from faice.cluster import schema_errors
+
+    errors = schema_errors(doc, json.loads(SCHEMA.read_text()))
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    head = spec.get("headGroupSpec") if isinstance(spec.get("headGroupSpec"), dict) else {}
+    groups = [g for g in spec.get("workerGroupSpecs") or [] if isinstance(g, dict)]
+
+    head_slots = set(start_resources(head.get("rayStartParams"), "spec.headGroupSpec", errors)) & set(SLOTS)
+    asked = ((doc.get("metadata") or {}).get("annotations") or {}).get("faice/head-trains") == "true"
+    if head_slots and not (head_slots == {"train_slot"} and asked):
+        errors.append(
+            f"spec.headGroupSpec.rayStartParams.resources: the head advertises {sorted(head_slots)}; the head runs "
+            'the driver and trial actors (a train_slot needs the annotation faice/head-trains: "true")'
+        )
+    pools = []
+    for i, group in enumerate(groups):
+        where = f"spec.workerGroupSpecs[{i}]"
+        slots = set(start_resources(group.get("rayStartParams"), where, errors)) & set(SLOTS)
+        if len(slots) != 1:
+            errors.append(
+                f"{where}.rayStartParams.resources: group {group.get('groupName')!r} must advertise exactly one of "
+                f"train_slot, eval_slot (got {sorted(slots) or 'none'})"
+            )
+        pools += [SLOTS[s] for s in slots]
+        lo, hi = group.get("minReplicas"), group.get("maxReplicas")
+        if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+            errors.append(f"{where}: minReplicas {lo} > maxReplicas {hi}")
+    for pool in ("train", "eval"):
+        if pool not in pools:
+            errors.append(
+                f"spec.workerGroupSpecs: no {pool} group (rayStartParams.resources with {pool}_slot)"
+            )
+
+    for where, group in [("spec.headGroupSpec", head)] + [
+        (f"spec.workerGroupSpecs[{i}]", g) for i, g in enumerate(groups)
+    ]:
+        for j, container in enumerate(_containers(group)):
+            at = f"{where}.template.spec.containers[{j}].env"
+            env = {e.get("name"): e for e in container.get("env") or [] if isinstance(e, dict)}
+            if (env.get("RAY_AUTH_MODE") or {}).get("value") != "token":
+                errors.append(f"{at}: RAY_AUTH_MODE must be 'token' in every container")
+            for name in SECRETS:
+                if name in env and "value" in env[name]:
+                    errors.append(
+                        f"{at}: {name} has a literal value; take it from a Secret (valueFrom.secretKeyRef)"
+                    )
+    return errors
