@@ -37,9 +37,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     model, cfg, ckpt = load_checkpoint_model(args.checkpoint, use_ema=not args.no_ema)
     overrides = {
         k: v
-        for k, v in dict(sampler=args.sampler, num_inference_steps=args.steps, eta=args.eta).items()
+        for k, v in dict(
+            sampler=args.sampler, num_inference_steps=args.steps, eta=args.eta, guidance_scale=args.guidance
+        ).items()
         if v is not None
     }
+    if args.attr or args.guidance is not None:
+        from faice.conditioning import parse_attributes
+        from faice.config import ConfigError
+
+        if not cfg.model.conditioning:
+            raise ConfigError("--attr/--guidance: this model is unconditional (model.conditioning is empty)")
+        if args.attr:
+            parse_attributes(args.attr, cfg.model.conditioning)
+            overrides["attributes"] = list(args.attr)
     if "sampler" in overrides:
         from faice.diffusion.samplers import check_sampler
 
@@ -216,9 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="sample images from a checkpoint", formatter_class=fmt)
     p.add_argument("checkpoint", help="a checkpoint folder (step-N) or a run folder (its latest checkpoint)")
-    p.add_argument("--sampler", help="ddpm, ddim, pndm, dpm-solver++ (default: the run's)")
+    p.add_argument("--sampler", help="ddpm, ddim, pndm, dpm-solver++, euler, heun (default: the run's)")
     p.add_argument("--steps", type=int, help="denoising steps (default: the run's)")
     p.add_argument("--eta", type=float, help="DDIM eta")
+    p.add_argument(
+        "--attr",
+        nargs="+",
+        metavar="NAME=0|1",
+        help="conditional models: attribute values of every sample, e.g. --attr Male=1 Smiling=0 "
+        "(attributes not given follow the training data)",
+    )
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's)")
     p.add_argument("--n", type=int, help="number of images (default: sample.num_images)")
     p.add_argument("--seed", type=int, help="noise seed (default: sample.seed)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")

@@ -96,6 +96,10 @@ class ModelConfig:
         None, "How the time embedding enters ResNet blocks: added (default) or AdaGN scale_shift."
     )
     dropout: float = opt(0.0, "Dropout inside ResNet blocks.")
+    conditioning: list[str] = opt(
+        [],
+        "Dataset attributes the model is conditioned on (class labels, e.g. [Male, Smiling]); [] = unconditional.",
+    )
     pretrained: str | None = opt(
         None,
         "A local diffusers model folder (config.json + weights, e.g. a downloaded CelebA-HQ DDPM's unet/) to "
@@ -138,6 +142,9 @@ class TrainConfig:
     grad_clip: float = opt(1.0, "Clip the gradient norm to this value (0 = off).")
     grad_accum: int = opt(1, "Gradient accumulation micro-batches per optimizer step.")
     mixed_precision: Literal["no", "fp16", "bf16"] = opt("no", "Autocast precision (fp16 needs a GPU).")
+    label_dropout: float = opt(
+        0.1, "Share of labels replaced by the null class in training (classifier-free guidance)."
+    )
     ema_decay: float = opt(0.999, "EMA decay of the weights (0 = no EMA); warmed up as min(d, (1+t)/(10+t)).")
     seed: int = opt(0, "Seed of weights init, noise, timesteps and data order.")
     log_every: int = opt(10, "Steps between metric reports.")
@@ -156,6 +163,13 @@ class SampleConfig:
     seed: int = opt(0, "Seed of the initial noise.")
     use_ema: bool = opt(True, "Sample with the EMA weights when the checkpoint has them.")
     clip_sample: bool = opt(True, "Clip the predicted x0 to [-1, 1] at every step (where the sampler can).")
+    guidance_scale: float = opt(
+        1.0,
+        "Classifier-free guidance of conditional models: 1 = conditional, 0 = unconditional, >1 = stronger.",
+    )
+    attributes: list[str] = opt(
+        [], "Attribute values of conditional samples, e.g. [Male=1, Smiling=0]; others follow the data."
+    )
     karras_sigmas: bool = opt(
         False,
         "Space the sigmas as Karras et al. 2022 (samplers that step in sigma: dpm-solver++, euler, heun).",
@@ -420,6 +434,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError("eval.num_samples: FID needs at least 2 samples (0 = off)")
     if cfg.train.lr <= 0:
         raise ConfigError(f"train.lr: must be positive, got {cfg.train.lr}")
+    from faice.conditioning import MAX_ATTRIBUTES, parse_attributes
+
+    if len(cfg.model.conditioning) > MAX_ATTRIBUTES or len(set(cfg.model.conditioning)) != len(
+        cfg.model.conditioning
+    ):
+        raise ConfigError(
+            f"model.conditioning: up to {MAX_ATTRIBUTES} distinct attributes, got {cfg.model.conditioning}"
+        )
+    if not 0 <= cfg.train.label_dropout < 1:
+        raise ConfigError(f"train.label_dropout: must be in [0, 1), got {cfg.train.label_dropout}")
+    parse_attributes(cfg.sample.attributes, cfg.model.conditioning)
     d = cfg.data
     if not 0 < d.crop_scale <= 1:
         raise ConfigError(f"data.crop_scale: must be in (0, 1], got {d.crop_scale}")

@@ -26,6 +26,11 @@ def export_pipeline(
 
     model, cfg, _ = load_checkpoint_model(checkpoint, use_ema=use_ema)
     sampler = sampler or cfg.sample.sampler
+    if cfg.model.conditioning:
+        raise ConfigError(
+            "export: diffusers has no pipeline that feeds class labels to a UNet2DModel; sample a "
+            "class-conditional model with `faice sample RUN --attr NAME=1 --guidance S`"
+        )
     if sampler not in PIPELINES:  # euler/heun: no unconditional pipeline scales their sigma inputs
         raise ConfigError(
             f"export --sampler {sampler}: no diffusers unconditional pipeline drives it correctly; "

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from faice.conditioning import null_label, parse_attributes, sample_labels
 from faice.config import Config, load_config
 from faice.diffusion.samplers import build_scheduler, sample
 from faice.models import load_model
@@ -44,26 +45,66 @@ def upscale(image: Image.Image, min_side: int = 512) -> Image.Image:
 
 
 def generate(
-    model: torch.nn.Module, cfg: Config, n: int, seed: int, batch_size: int = 64, **overrides
+    model: torch.nn.Module,
+    cfg: Config,
+    n: int,
+    seed: int,
+    batch_size: int = 64,
+    labels: torch.Tensor | None = None,
+    **overrides,
 ) -> torch.Tensor:
-    """`n` images (n, C, H, W) in [-1, 1] with the sampler of cfg.sample (fields overridable by keyword)."""
+    """`n` images (n, C, H, W) in [-1, 1] with the sampler of cfg.sample (fields overridable by keyword).
+
+    A conditional model (cfg.model.conditioning) samples `labels` (n,), by default drawn by
+    `condition_labels` (cfg.sample.attributes fixed, the other attributes as in the training data)."""
     s = {
         k: getattr(cfg.sample, k)
-        for k in ("sampler", "num_inference_steps", "eta", "clip_sample", "karras_sigmas")
+        for k in ("sampler", "num_inference_steps", "eta", "clip_sample", "karras_sigmas", "guidance_scale")
     } | overrides
     scheduler = build_scheduler(cfg.diffusion, s["sampler"], s["clip_sample"], s["karras_sigmas"])
     generator = torch.Generator().manual_seed(seed)
+    cond = cfg.model.conditioning
+    if cond and labels is None:
+        labels = condition_labels(cfg, n, seed, overrides.get("attributes", cfg.sample.attributes))
     res, ch = cfg.data.resolution, model.config.in_channels
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
+        extra = {}
+        if cond:
+            extra = dict(
+                labels=labels[start : start + b],
+                guidance_scale=s["guidance_scale"],
+                null_label=null_label(len(cond)),
+            )
         out.append(
-            sample(model, scheduler, (b, ch, res, res), s["num_inference_steps"], generator, s["eta"]).cpu()
+            sample(
+                model, scheduler, (b, ch, res, res), s["num_inference_steps"], generator, s["eta"], **extra
+            ).cpu()
         )
     model.train(was_training)
     return torch.cat(out)
+
+
+def condition_labels(cfg: Config, n: int, seed: int, attributes: list[str] | None = None) -> torch.Tensor:
+    """Class labels of `n` conditional samples: `attributes` (["Male=1"]) fixed, the rest drawn from the
+    training split's attribute table (fair coins, with a warning, when the data are not on this machine)."""
+    import warnings
+
+    from faice.data.shards import read_attributes
+
+    cond = cfg.model.conditioning
+    fixed = parse_attributes(attributes if attributes is not None else cfg.sample.attributes, cond)
+    try:
+        table = read_attributes(cfg.data.path, cfg.data.split, cond)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        warnings.warn(
+            f"attributes not given are fair coins: the training data cannot be read ({e})", stacklevel=2
+        )
+        table = None
+    return sample_labels(cond, fixed, n, seed, table)
 
 
 def load_checkpoint_model(ckpt: str | Path, use_ema: bool = True) -> tuple[torch.nn.Module, Config, Path]:

@@ -304,3 +304,17 @@ def read_images(root: Path | str, split: str, limit: int | None = None) -> np.nd
     if not out:
         raise ValueError(f"{root}: split {split!r} has no images")
     return np.stack(out)
+
+
+def read_attributes(root: Path | str, split: str, names: list[str] | tuple[str, ...]) -> np.ndarray:
+    """The `names` attribute columns of every image of `split`, as int8 (N, len(names)) (-1 = unknown)."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    if split not in manifest["splits"]:
+        raise ValueError(f"{root} has no split {split!r}; splits: {', '.join(manifest['splits'])}")
+    columns = [ATTR_PREFIX + n for n in names]
+    parts = []
+    for shard in manifest["splits"][split]["shards"]:
+        table = pq.read_table(root / shard["file"], columns=columns)
+        parts.append(np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in columns], 1))
+    return np.concatenate(parts).astype(np.int8) if parts else np.zeros((0, len(names)), np.int8)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from faice.conditioning import drop_labels
 from faice.diffusion import param
 from faice.diffusion.schedules import alphas_cumprod, betas_from_config
 from faice.registry import Registry
@@ -16,31 +17,45 @@ ELEMENT_LOSSES.register("mse")(lambda pred, tgt: F.mse_loss(pred, tgt, reduction
 ELEMENT_LOSSES.register("l1")(lambda pred, tgt: F.l1_loss(pred, tgt, reduction="none"))
 
 
-def denoise(model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """The raw network output for noisy images `xt` at integer timesteps `t` (B,)."""
-    out = model(xt, t)
+def denoise(
+    model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The raw network output for noisy images `xt` at integer timesteps `t` (B,), given class `labels`."""
+    out = model(xt, t) if labels is None else model(xt, t, class_labels=labels)
     return out.sample if hasattr(out, "sample") else out
 
 
 class DiffusionLoss:
     """E_{t, eps} w(t) * loss(model(x_t, t), target) over a batch of clean images."""
 
-    def __init__(self, cfg, device: torch.device | str = "cpu"):
+    def __init__(
+        self, cfg, device: torch.device | str = "cpu", label_dropout: float = 0.0, num_attributes: int = 0
+    ):
+        self.label_dropout, self.num_attributes = label_dropout, num_attributes
         self.prediction_type = cfg.prediction_type
         self.num_timesteps = cfg.num_train_timesteps
         self.abar = alphas_cumprod(betas_from_config(cfg)).float().to(device)
         self.element_loss = ELEMENT_LOSSES.get(cfg.loss)
         self.min_snr_gamma = cfg.min_snr_gamma
 
-    def __call__(self, model: torch.nn.Module, x0: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The scalar loss; x0: (B, C, H, W) in [-1, 1]."""
+    def __call__(
+        self,
+        model: torch.nn.Module,
+        x0: torch.Tensor,
+        generator: torch.Generator,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The scalar loss; x0: (B, C, H, W) in [-1, 1]; `labels` (B,) for conditional models (a
+        `label_dropout` share of them becomes the null class, drawn after t and the noise)."""
         b = x0.shape[0]
         t = torch.randint(0, self.num_timesteps, (b,), generator=generator, device=generator.device)
         noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype)
         t, noise = t.to(x0.device), noise.to(x0.device)
         abar = self.abar.to(x0.device)[t]
         xt = param.q_sample(x0, noise, abar)
-        pred = denoise(model, xt, t).float()
+        if labels is not None:
+            labels = drop_labels(labels, self.label_dropout, self.num_attributes, generator)
+        pred = denoise(model, xt, t, labels).float()
         tgt = param.target(self.prediction_type, x0, noise, abar).float()
         per_sample = self.element_loss(pred, tgt).flatten(1).mean(1)
         if self.min_snr_gamma is not None:

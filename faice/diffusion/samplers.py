@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from faice.conditioning import guide
 from faice.diffusion.loss import denoise
 from faice.diffusion.schedules import betas_from_config
 from faice.registry import Registry
@@ -135,8 +136,14 @@ def sample(
     generator: torch.Generator,
     eta: float = 0.0,
     progress: bool = False,
+    labels: torch.Tensor | None = None,
+    guidance_scale: float = 1.0,
+    null_label: int | None = None,
 ) -> torch.Tensor:
-    """Images (B, C, H, W) in [-1, 1] from the reverse process of `scheduler` with `model`."""
+    """Images (B, C, H, W) in [-1, 1] from the reverse process of `scheduler` with `model`.
+
+    Conditional models get class `labels` (B,); with `guidance_scale` != 1 each step also evaluates the
+    `null_label` class and mixes the two outputs (classifier-free guidance)."""
     device = next(model.parameters()).device
     x = torch.randn(shape, generator=generator, device=generator.device).to(device)
     x = x * scheduler.init_noise_sigma
@@ -147,8 +154,19 @@ def sample(
         from tqdm.auto import tqdm
 
         steps = tqdm(steps, desc="sampling", leave=False)
+    guided = labels is not None and guidance_scale != 1.0
+    if guided and null_label is None:
+        raise ValueError("classifier-free guidance needs the null class label")
+    if labels is not None:
+        labels = labels.to(device)
     for t in steps:
         inp = scheduler.scale_model_input(x, t)
-        out = denoise(model, inp, t.expand(shape[0]).to(device))
+        tt = t.expand(shape[0]).to(device)
+        if guided:  # one batch: [labelled, null]
+            both = denoise(model, torch.cat([inp, inp]), torch.cat([tt, tt]),
+                           torch.cat([labels, torch.full_like(labels, null_label)]))  # fmt: skip
+            out = guide(*both.chunk(2), guidance_scale)
+        else:
+            out = denoise(model, inp, tt, labels)
         x = scheduler.step(out, t, x, **kwargs).prev_sample
     return x.clamp(-1, 1)

@@ -6,6 +6,7 @@ import math
 
 from diffusers import UNet2DModel
 
+from faice.conditioning import num_classes
 from faice.models.presets import MODEL_PRESETS
 from faice.models.registry import MODELS
 
@@ -43,6 +44,8 @@ def unet_kwargs(cfg, resolution: int, in_channels: int = 3) -> dict:
         resnet_time_scale_shift=cfg.time_embedding_norm,
         dropout=cfg.dropout,
         norm_num_groups=math.gcd(32, *channels),
+        # class labels: every attribute combination + the null class of classifier-free guidance
+        num_class_embeds=num_classes(len(cfg.conditioning)) if getattr(cfg, "conditioning", None) else None,
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from faice.conditioning import attribute_columns, encode
 from faice.config import Config
 from faice.data.augment import Augment
 from faice.data.loader import ShardLoader
@@ -32,6 +33,7 @@ class TrainState:
     loader: ShardLoader
     generator: torch.Generator
     progress: TrainProgress = field(default_factory=TrainProgress)
+    label_columns: list[int] | None = None  # the conditioning attributes' columns in a batch's "attrs"
 
 
 def step_seed(seed: int, rank: int, step: int, micro: int) -> int:
@@ -75,6 +77,8 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
         world_size=accelerator.num_processes,
         num_workers=cfg.data.num_workers,
     )
+    cond = cfg.model.conditioning
+    columns = attribute_columns(loader.manifest["attribute_names"], cond) if cond else None
     return TrainState(
         cfg=cfg,
         accelerator=accelerator,
@@ -82,9 +86,12 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
         ema=ema,
         optimizer=optimizer,
         lr_scheduler=lr_scheduler,
-        loss_fn=DiffusionLoss(cfg.diffusion, accelerator.device),
+        loss_fn=DiffusionLoss(
+            cfg.diffusion, accelerator.device, tc.label_dropout if cond else 0.0, len(cond)
+        ),
         loader=loader,
         generator=torch.Generator(device=accelerator.device),
+        label_columns=columns,
     )
 
 
@@ -104,13 +111,17 @@ def train_step(state: TrainState, batches: Iterator[dict]) -> float:
     acc, tc, p = state.accelerator, state.cfg.train, state.progress
     total = 0.0
     for micro in range(tc.grad_accum):
-        x0 = next(batches)["image"].to(acc.device, non_blocking=True)
+        batch = next(batches)
+        x0 = batch["image"].to(acc.device, non_blocking=True)
+        labels = None
+        if state.label_columns is not None:
+            labels = encode(batch["attrs"][:, state.label_columns]).to(acc.device)
         seed = step_seed(tc.seed, acc.process_index, p.step, micro)
         state.generator.manual_seed(seed)
         torch.manual_seed(seed)
         with acc.accumulate(state.model):
             with acc.autocast():
-                loss = state.loss_fn(state.model, x0, state.generator)
+                loss = state.loss_fn(state.model, x0, state.generator, labels)
             acc.backward(loss)
             if acc.sync_gradients and tc.grad_clip > 0:
                 acc.clip_grad_norm_(state.model.parameters(), tc.grad_clip)
