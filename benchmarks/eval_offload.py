@@ -15,8 +15,6 @@ wall_ratio = offloaded wall time, the last evaluation included / no-eval wall ti
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import sys
 import tempfile
@@ -26,9 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.report import machine, write_result  # noqa: E402
 from jobs.local_ray import apply_local_env  # noqa: E402
 
-RESULTS = REPO / "benchmarks" / "results"
 TARGET, WALL_TARGET = 0.05, 1.1
 
 
@@ -173,11 +171,9 @@ def main() -> int:
                 "model": "unet-tiny 32 px, batch 16",
                 "threads": "trainer torch threads 1; eval task 1 CPU",
             },
-            "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, no GPU",
+            "machine": machine(),
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "eval_offload.json").write_text(json.dumps(result, indent=2) + "\n")
     d = result["details"]["runs"]
     md = [
         "# Evaluation offload",
@@ -198,8 +194,7 @@ def main() -> int:
         f"(target <= {WALL_TARGET}); inline / no-eval: {result['details']['inline_wall_ratio']}",
         "",
     ]
-    (RESULTS / "eval_offload.md").write_text("\n".join(md))
-    print("\n".join(md))
+    write_result("eval_offload", result, md)
     return 0
 
 
