@@ -127,6 +127,7 @@ class DiffusionConfig:
         "auto", "How samplers pick their timesteps; auto = trailing with zero_terminal_snr, else leading."
     )
     loss: str = opt("mse", "Per-element loss between prediction and target.", _losses)
+    hybrid_l1_weight: float = opt(0.5, "loss=hybrid: (1 - w) * MSE + w * L1 with this w in [0, 1].")
     min_snr_gamma: float | None = opt(None, "Min-SNR-gamma loss weighting (Hang et al. 2023); null = off.")
 
 
@@ -445,6 +446,10 @@ def validate(cfg: Config) -> None:
     if not 0 <= cfg.train.label_dropout < 1:
         raise ConfigError(f"train.label_dropout: must be in [0, 1), got {cfg.train.label_dropout}")
     parse_attributes(cfg.sample.attributes, cfg.model.conditioning)
+    if not 0 <= cfg.diffusion.hybrid_l1_weight <= 1:
+        raise ConfigError(
+            f"diffusion.hybrid_l1_weight: must be in [0, 1], got {cfg.diffusion.hybrid_l1_weight}"
+        )
     d = cfg.data
     if not 0 < d.crop_scale <= 1:
         raise ConfigError(f"data.crop_scale: must be in (0, 1], got {d.crop_scale}")

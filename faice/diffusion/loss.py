@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -15,6 +16,14 @@ from faice.registry import Registry
 ELEMENT_LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("loss")
 ELEMENT_LOSSES.register("mse")(lambda pred, tgt: F.mse_loss(pred, tgt, reduction="none"))
 ELEMENT_LOSSES.register("l1")(lambda pred, tgt: F.l1_loss(pred, tgt, reduction="none"))
+
+
+@ELEMENT_LOSSES.register("hybrid")
+def hybrid_loss(pred: torch.Tensor, tgt: torch.Tensor, l1_weight: float = 0.5) -> torch.Tensor:
+    """(1 - w) * squared error + w * absolute error, w = diffusion.hybrid_l1_weight."""
+    return (1 - l1_weight) * F.mse_loss(pred, tgt, reduction="none") + l1_weight * F.l1_loss(
+        pred, tgt, reduction="none"
+    )
 
 
 def denoise(
@@ -36,6 +45,8 @@ class DiffusionLoss:
         self.num_timesteps = cfg.num_train_timesteps
         self.abar = alphas_cumprod(betas_from_config(cfg)).float().to(device)
         self.element_loss = ELEMENT_LOSSES.get(cfg.loss)
+        if cfg.loss == "hybrid":
+            self.element_loss = functools.partial(hybrid_loss, l1_weight=cfg.hybrid_l1_weight)
         self.min_snr_gamma = cfg.min_snr_gamma
 
     def __call__(

@@ -56,3 +56,14 @@ def test_loss_has_gradient_for_every_parameter():
     cfg, model, x0 = _setup()
     _loss(cfg, model, x0).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_hybrid_loss_is_the_weighted_sum_of_mse_and_l1():
+    losses = {}
+    for name, extra in (("mse", []), ("l1", []), ("hybrid", ["diffusion.hybrid_l1_weight=0.3"])):
+        cfg, model, x0 = _setup(f"diffusion.loss={name}", *extra)
+        losses[name] = _loss(cfg, model, x0, 5).item()
+    assert losses["hybrid"] == pytest.approx(0.7 * losses["mse"] + 0.3 * losses["l1"], rel=1e-5)
+    for w, same in ((0.0, "mse"), (1.0, "l1")):
+        cfg, model, x0 = _setup("diffusion.loss=hybrid", f"diffusion.hybrid_l1_weight={w}")
+        assert _loss(cfg, model, x0, 5).item() == pytest.approx(losses[same], rel=1e-5)
