@@ -96,6 +96,10 @@ class ModelConfig:
         None, "How the time embedding enters ResNet blocks: added (default) or AdaGN scale_shift."
     )
     dropout: float = opt(0.0, "Dropout inside ResNet blocks.")
+    depth: int | None = opt(None, "DiT: transformer blocks.")
+    width: int | None = opt(None, "DiT: hidden size (a multiple of heads).")
+    heads: int | None = opt(None, "DiT: attention heads.")
+    patch_size: int | None = opt(None, "DiT: patch side in pixels (divides data.resolution).")
     conditioning: list[str] = opt(
         [],
         "Dataset attributes the model is conditioned on (class labels, e.g. [Male, Smiling]); [] = unconditional.",

@@ -29,7 +29,12 @@ def hybrid_loss(pred: torch.Tensor, tgt: torch.Tensor, l1_weight: float = 0.5) -
 def denoise(
     model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The raw network output for noisy images `xt` at integer timesteps `t` (B,), given class `labels`."""
+    """The raw network output for noisy images `xt` at integer timesteps `t` (B,), given class `labels`.
+
+    A DiT always takes a label (adaLN-Zero): class 0 of an unconditional DiT."""
+    core = getattr(model, "module", model)  # under DDP
+    if labels is None and getattr(getattr(core, "config", None), "num_embeds_ada_norm", None):
+        labels = torch.zeros(xt.shape[0], dtype=torch.long, device=xt.device)
     out = model(xt, t) if labels is None else model(xt, t, class_labels=labels)
     return out.sample if hasattr(out, "sample") else out
 

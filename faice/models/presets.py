@@ -55,3 +55,15 @@ MODEL_PRESETS: dict[str, dict] = {
         time_embedding_norm="default",
     ),
 }
+
+
+# DiT (Peebles & Xie 2023) in pixel space: depth / width / heads of S, B, L, XL, each with patch 2, 4, 8,
+# named like the paper (dit-b-4 = DiT-B/4). dit-debug is a test-size transformer.
+DIT_SIZES = {"s": (12, 384, 6), "b": (12, 768, 12), "l": (24, 1024, 16), "xl": (28, 1152, 16)}
+DIT_PRESETS: dict[str, dict] = {
+    f"dit-{size}-{patch}": dict(depth=depth, width=width, heads=heads, patch_size=patch)
+    for size, (depth, width, heads) in DIT_SIZES.items()
+    for patch in (2, 4, 8)
+}
+DIT_PRESETS["dit-debug"] = dict(depth=2, width=32, heads=2, patch_size=4)
+MODEL_PRESETS.update(DIT_PRESETS)

@@ -14,10 +14,13 @@ MODELS: Registry = Registry("model")
 def build_model(cfg, resolution: int, in_channels: int = 3) -> torch.nn.Module:
     """The model of `cfg` (ModelConfig, presets resolved) at `resolution` px: freshly initialised, or the
     weights of `cfg.pretrained`; parameters under `cfg.freeze` prefixes get requires_grad False."""
+    import faice.models.dit  # noqa: F401  (registers the DiT presets)
     import faice.models.unet  # noqa: F401  (registers the UNet presets)
 
     if getattr(cfg, "pretrained", None):
-        model = load_pretrained(cfg.pretrained, resolution, in_channels)
+        from faice.models.dit import no_builtin_label_dropout
+
+        model = no_builtin_label_dropout(load_pretrained(cfg.pretrained, resolution, in_channels))
     else:
         model = MODELS.get(cfg.name)(cfg, resolution, in_channels)
     freeze(model, getattr(cfg, "freeze", []) or [])

@@ -54,4 +54,5 @@ def _unet(cfg, resolution: int, in_channels: int = 3) -> UNet2DModel:
 
 
 for _name in MODEL_PRESETS:
-    MODELS.register(_name)(_unet)
+    if not _name.startswith("dit-"):
+        MODELS.register(_name)(_unet)

@@ -9,7 +9,7 @@ from faice.models.presets import MODEL_PRESETS
 from faice.models.unet import unet_kwargs, unet_levels
 
 
-@pytest.mark.parametrize("name", sorted(MODEL_PRESETS))
+@pytest.mark.parametrize("name", sorted(n for n in MODEL_PRESETS if not n.startswith("dit-")))
 def test_every_preset_builds_and_denoises(name):
     cfg = load_config(None, [f"model.name={name}", "model.base_channels=16", "data.resolution=32"])
     model = build_model(cfg.model, 32)
