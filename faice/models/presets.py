@@ -57,6 +57,9 @@ MODEL_PRESETS: dict[str, dict] = {
 }
 
 
+# The name the original's architecture study used for its baseline (the same layout as unet-ddpm).
+MODEL_PRESETS["unet-base"] = dict(MODEL_PRESETS["unet-ddpm"])
+
 # DiT (Peebles & Xie 2023) in pixel space: depth / width / heads of S, B, L, XL, each with patch 2, 4, 8,
 # named like the paper (dit-b-4 = DiT-B/4). dit-debug is a test-size transformer.
 DIT_SIZES = {"s": (12, 384, 6), "b": (12, 768, 12), "l": (24, 1024, 16), "xl": (28, 1152, 16)}

@@ -48,3 +48,20 @@ def test_sizes_come_from_config():
     wide = build_model(load_config(None, ["model.name=unet-tiny", "model.base_channels=64"]).model, 32)
     assert count_parameters(wide) > 3 * count_parameters(small)
     assert 0.5e6 < count_parameters(small) < 3e6
+
+
+def test_the_study_presets_have_the_originals_layouts():
+    from faice.config import resolve
+
+    base = resolve(load_config(None, ["model.name=unet-base"])).model
+    assert (
+        base.base_channels,
+        base.layers_per_block,
+        base.attention_resolutions,
+        base.attention_head_dim,
+    ) == (128, 2, [16], None)  # ch 128, 2 layers per block, one head, attention at 16 px
+    adm = resolve(load_config(None, ["model.name=unet-adm"])).model
+    assert (
+        adm.attention_resolutions == [32, 16, 8] and adm.resample == "resnet" and adm.attention_head_dim == 64
+    )
+    assert adm.time_embedding_norm == "scale_shift"
