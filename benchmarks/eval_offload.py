@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import machine, write_result  # noqa: E402
+from benchmarks.common import machine, write_result  # noqa: E402
 from jobs.local_ray import apply_local_env  # noqa: E402
 
 TARGET, WALL_TARGET = 0.05, 1.1

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.report import machine, write_result  # noqa: E402
+from benchmarks.common import machine, write_result  # noqa: E402
 
 TARGET, TOLERANCE = 1.0, 0.10
 
