@@ -145,9 +145,10 @@ def sample(
     Conditional models get class `labels` (B,); with `guidance_scale` != 1 each step also evaluates the
     `null_label` class and mixes the two outputs (classifier-free guidance)."""
     device = next(model.parameters()).device
+    # the timesteps first: a sigma-stepping scheduler's init_noise_sigma is that of its first step
+    scheduler.set_timesteps(num_inference_steps, device=device)
     x = torch.randn(shape, generator=generator, device=generator.device).to(device)
     x = x * scheduler.init_noise_sigma
-    scheduler.set_timesteps(num_inference_steps, device=device)
     kwargs = _step_kwargs(scheduler, eta, generator)
     steps = scheduler.timesteps
     if progress:

@@ -117,3 +117,23 @@ def test_unsupported_sampler_options_name_the_choices():
     )
     with pytest.raises(ConfigError, match="'euler' starts from sigma_max"):
         build_scheduler(zsnr.diffusion, "euler")
+
+
+@pytest.mark.parametrize("name", SAMPLERS.names())
+@pytest.mark.parametrize("karras", [False, True])
+def test_the_first_model_input_has_unit_variance(name, karras, model):
+    """The starting noise is scaled for the sampler's first step, so the network sees what it was
+    trained on (Euler/Heun start at sigma of their first timestep, not of t = T)."""
+    from faice.diffusion.samplers import KARRAS
+
+    if karras and name not in KARRAS:
+        pytest.skip("no Karras sigmas")
+    cfg = load_config("debug.yaml")
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].std().item()))
+    try:
+        sched = build_scheduler(cfg.diffusion, name, karras_sigmas=karras)
+        sample(model, sched, (8, 3, 16, 16), 10, torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    assert seen[0] == pytest.approx(1.0, abs=0.08), seen[:3]
