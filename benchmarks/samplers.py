@@ -111,7 +111,7 @@ def main() -> int:
         f"**{ratio:.3f}** (target <= {TARGET}: within {TOLERANCE:.0%} of DDIM-{base['steps']}'s FID for less time)",
         "- Heun evaluates the model twice per step (2n-1 calls for n steps).",
         "- ddpm, ddim and dpm-solver++ clip (threshold) the predicted clean image at every step; euler and heun "
-        "have no such option in diffusers, which costs an under-trained model FID.",
+        "have no such option in diffusers.",
         "",
     ]
     write_result("samplers", out, md)
