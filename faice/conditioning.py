@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from faice.pipeline import guide  # noqa: F401  (classifier-free guidance, shipped with exports)
+
 MAX_ATTRIBUTES = 8  # 257 classes
 
 
@@ -56,11 +58,6 @@ def drop_labels(labels: torch.Tensor, p: float, k: int, generator: torch.Generat
         return labels
     drop = torch.rand(labels.shape, generator=generator, device=generator.device).to(labels.device) < p
     return torch.where(drop, torch.full_like(labels, null_label(k)), labels)
-
-
-def guide(out_label: torch.Tensor, out_null: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance: out_null + scale * (out_label - out_null)."""
-    return out_null + scale * (out_label - out_null)
 
 
 def parse_attributes(items: Sequence[str], conditioning: Sequence[str]) -> dict[str, int]:

@@ -1,43 +1,57 @@
-"""Export a checkpoint as a diffusers pipeline folder (model + scheduler + model_index.json)."""
+"""Export a checkpoint as a diffusers pipeline folder (model + scheduler + model_index.json).
+
+An unconditional UNet with a sampler that a stock diffusers pipeline drives correctly exports to that
+pipeline (DDPMPipeline, DDIMPipeline, PNDMPipeline). Everything else - class-conditional models, DiTs,
+and samplers that step in sigma (euler, heun) - exports to `FaicePipeline`: faice/pipeline.py, copied
+into the folder as pipeline.py, which runs faice's own sampling loop:
+
+    DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 from faice.diffusion.samplers import build_scheduler
 from faice.sampling import load_checkpoint_model
 
-# the diffusers pipeline whose __call__ drives each sampler correctly
+# the stock diffusers pipeline whose __call__ drives each sampler correctly for an unconditional UNet
 PIPELINES = {
     "ddpm": "DDPMPipeline",
     "ddim": "DDIMPipeline",
     "pndm": "PNDMPipeline",
     "dpm-solver++": "DDPMPipeline",
 }
+CUSTOM_FILE = "pipeline"  # the module file diffusers loads from the folder (model_index.json _class_name)
+
+
+def needs_faice_pipeline(model, cfg, sampler: str) -> bool:
+    """True when no stock diffusers pipeline samples this model with this sampler as faice does."""
+    return bool(cfg.model.conditioning) or type(model).__name__ != "UNet2DModel" or sampler not in PIPELINES
 
 
 def export_pipeline(
     checkpoint: str | Path, out: str | Path, sampler: str | None = None, use_ema: bool = True
 ) -> Path:
-    """Write `out` so that `diffusers.DiffusionPipeline.from_pretrained(out)` samples the checkpoint's model."""
+    """Write `out` so that `diffusers.DiffusionPipeline.from_pretrained(out)` samples the checkpoint's
+    model (with trust_remote_code=True for a FaicePipeline export)."""
     import diffusers
 
-    from faice.config import ConfigError
+    import faice.pipeline
 
     model, cfg, _ = load_checkpoint_model(checkpoint, use_ema=use_ema)
     sampler = sampler or cfg.sample.sampler
-    if cfg.model.conditioning:
-        raise ConfigError(
-            "export: diffusers has no pipeline that feeds class labels to a UNet2DModel; sample a "
-            "class-conditional model with `faice sample RUN --attr NAME=1 --guidance S`"
-        )
-    if sampler not in PIPELINES:  # euler/heun: no unconditional pipeline scales their sigma inputs
-        raise ConfigError(
-            f"export --sampler {sampler}: no diffusers unconditional pipeline drives it correctly; "
-            f"choose one of {', '.join(PIPELINES)}"
-        )
     scheduler = build_scheduler(cfg.diffusion, sampler, cfg.sample.clip_sample, cfg.sample.karras_sigmas)
-    pipeline = getattr(diffusers, PIPELINES[sampler])(unet=model, scheduler=scheduler)
     out = Path(out)
+    if not needs_faice_pipeline(model, cfg, sampler):
+        getattr(diffusers, PIPELINES[sampler])(unet=model, scheduler=scheduler).save_pretrained(out)
+        return out
+    pipeline = faice.pipeline.FaicePipeline(model, scheduler, attributes=list(cfg.model.conditioning))
     pipeline.save_pretrained(out)
+    shutil.copyfile(faice.pipeline.__file__, out / f"{CUSTOM_FILE}.py")
+    index = json.loads((out / "model_index.json").read_text())
+    index["_class_name"] = [CUSTOM_FILE, "FaicePipeline"]
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     return out

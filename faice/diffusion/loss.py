@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from faice.conditioning import drop_labels
 from faice.diffusion import param
 from faice.diffusion.schedules import alphas_cumprod, betas_from_config
+from faice.pipeline import denoise  # noqa: F401  (the one network call, shared with sampling)
 from faice.registry import Registry
 
 ELEMENT_LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("loss")
@@ -24,19 +25,6 @@ def hybrid_loss(pred: torch.Tensor, tgt: torch.Tensor, l1_weight: float = 0.5) -
     return (1 - l1_weight) * F.mse_loss(pred, tgt, reduction="none") + l1_weight * F.l1_loss(
         pred, tgt, reduction="none"
     )
-
-
-def denoise(
-    model: torch.nn.Module, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The raw network output for noisy images `xt` at integer timesteps `t` (B,), given class `labels`.
-
-    A DiT always takes a label (adaLN-Zero): class 0 of an unconditional DiT."""
-    core = getattr(model, "module", model)  # under DDP
-    if labels is None and getattr(getattr(core, "config", None), "num_embeds_ada_norm", None):
-        labels = torch.zeros(xt.shape[0], dtype=torch.long, device=xt.device)
-    out = model(xt, t) if labels is None else model(xt, t, class_labels=labels)
-    return out.sample if hasattr(out, "sample") else out
 
 
 class DiffusionLoss:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
-import torch
-
-from faice.conditioning import guide
-from faice.diffusion.loss import denoise
 from faice.diffusion.schedules import betas_from_config
+from faice.pipeline import reverse_process
 from faice.registry import Registry
 
 SAMPLERS: Registry[Callable[..., object]] = Registry("sampler")
@@ -121,53 +117,5 @@ def build_scheduler(diffusion_cfg, sampler: str, clip_sample: bool = True, karra
     return SAMPLERS.get(sampler)(common, clip_sample, karras_sigmas)
 
 
-def _step_kwargs(scheduler, eta: float, generator: torch.Generator) -> dict:
-    accepted = inspect.signature(scheduler.step).parameters
-    kwargs = {"eta": eta, "generator": generator}
-    return {k: v for k, v in kwargs.items() if k in accepted}
-
-
-@torch.no_grad()
-def sample(
-    model: torch.nn.Module,
-    scheduler,
-    shape: tuple[int, ...],
-    num_inference_steps: int,
-    generator: torch.Generator,
-    eta: float = 0.0,
-    progress: bool = False,
-    labels: torch.Tensor | None = None,
-    guidance_scale: float = 1.0,
-    null_label: int | None = None,
-) -> torch.Tensor:
-    """Images (B, C, H, W) in [-1, 1] from the reverse process of `scheduler` with `model`.
-
-    Conditional models get class `labels` (B,); with `guidance_scale` != 1 each step also evaluates the
-    `null_label` class and mixes the two outputs (classifier-free guidance)."""
-    device = next(model.parameters()).device
-    # the timesteps first: a sigma-stepping scheduler's init_noise_sigma is that of its first step
-    scheduler.set_timesteps(num_inference_steps, device=device)
-    x = torch.randn(shape, generator=generator, device=generator.device).to(device)
-    x = x * scheduler.init_noise_sigma
-    kwargs = _step_kwargs(scheduler, eta, generator)
-    steps = scheduler.timesteps
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="sampling", leave=False)
-    guided = labels is not None and guidance_scale != 1.0
-    if guided and null_label is None:
-        raise ValueError("classifier-free guidance needs the null class label")
-    if labels is not None:
-        labels = labels.to(device)
-    for t in steps:
-        inp = scheduler.scale_model_input(x, t)
-        tt = t.expand(shape[0]).to(device)
-        if guided:  # one batch: [labelled, null]
-            both = denoise(model, torch.cat([inp, inp]), torch.cat([tt, tt]),
-                           torch.cat([labels, torch.full_like(labels, null_label)]))  # fmt: skip
-            out = guide(*both.chunk(2), guidance_scale)
-        else:
-            out = denoise(model, inp, tt, labels)
-        x = scheduler.step(out, t, x, **kwargs).prev_sample
-    return x.clamp(-1, 1)
+# the one reverse-process loop, shipped verbatim with exported pipelines (faice/pipeline.py)
+sample = reverse_process
