@@ -69,8 +69,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     out = export_pipeline(args.checkpoint, args.out, sampler=args.sampler, use_ema=not args.no_ema)
     custom = (out / "pipeline.py").exists()
-    load = "DiffusionPipeline.from_pretrained(PATH, trust_remote_code=True)" if custom else (
-        "DiffusionPipeline.from_pretrained(PATH)"
+    load = (
+        "DiffusionPipeline.from_pretrained(PATH, trust_remote_code=True)"
+        if custom
+        else ("DiffusionPipeline.from_pretrained(PATH)")
     )
     print(f"diffusers pipeline written to {out} (load with {load})")
     return 0
