@@ -133,6 +133,12 @@ class DiffusionConfig:
     loss: str = opt("mse", "Per-element loss between prediction and target.", _losses)
     hybrid_l1_weight: float = opt(0.5, "loss=hybrid: (1 - w) * MSE + w * L1 with this w in [0, 1].")
     min_snr_gamma: float | None = opt(None, "Min-SNR-gamma loss weighting (Hang et al. 2023); null = off.")
+    lpips_weight: float = opt(
+        0.0,
+        "Weight of an LPIPS term on the predicted clean image, scaled per sample by alpha_bar(t) "
+        "(0 = off; needs lpips_path).",
+    )
+    lpips_path: str = opt("", "LPIPS weights (VGG16 + v0.1 heads) file or folder; empty = $FAICE_LPIPS_PATH.")
 
 
 @dataclass
@@ -450,6 +456,8 @@ def validate(cfg: Config) -> None:
     if not 0 <= cfg.train.label_dropout < 1:
         raise ConfigError(f"train.label_dropout: must be in [0, 1), got {cfg.train.label_dropout}")
     parse_attributes(cfg.sample.attributes, cfg.model.conditioning)
+    if cfg.diffusion.lpips_weight < 0:
+        raise ConfigError(f"diffusion.lpips_weight: must be >= 0, got {cfg.diffusion.lpips_weight}")
     if not 0 <= cfg.diffusion.hybrid_l1_weight <= 1:
         raise ConfigError(
             f"diffusion.hybrid_l1_weight: must be in [0, 1], got {cfg.diffusion.hybrid_l1_weight}"

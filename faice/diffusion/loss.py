@@ -41,6 +41,11 @@ class DiffusionLoss:
         if cfg.loss == "hybrid":
             self.element_loss = functools.partial(hybrid_loss, l1_weight=cfg.hybrid_l1_weight)
         self.min_snr_gamma = cfg.min_snr_gamma
+        self.lpips_weight, self.lpips = cfg.lpips_weight, None
+        if self.lpips_weight > 0:
+            from faice.metrics.lpips import load_lpips
+
+            self.lpips = load_lpips(cfg.lpips_path).to(device)
 
     def __call__(
         self,
@@ -64,4 +69,12 @@ class DiffusionLoss:
         per_sample = self.element_loss(pred, tgt).flatten(1).mean(1)
         if self.min_snr_gamma is not None:
             per_sample = per_sample * param.min_snr_weight(abar, self.min_snr_gamma, self.prediction_type)
+        if self.lpips is not None:
+            per_sample = per_sample + self.lpips_weight * self.perceptual(pred, xt, x0, abar)
         return per_sample.mean()
+
+    def perceptual(self, pred: torch.Tensor, xt: torch.Tensor, x0: torch.Tensor, abar: torch.Tensor):
+        """alpha_bar(t) * LPIPS(x0_hat, x0) per sample: x0_hat is the clean image the output implies,
+        near-pure-noise steps (whose x0_hat is meaningless) weigh little."""
+        x0_hat = param.predicted_x0(self.prediction_type, pred, xt.float(), abar)
+        return abar * self.lpips(x0_hat, x0.float())
