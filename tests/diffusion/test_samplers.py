@@ -137,3 +137,15 @@ def test_the_first_model_input_has_unit_variance(name, karras, model):
     finally:
         hook.remove()
     assert seen[0] == pytest.approx(1.0, abs=0.08), seen[:3]
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpm-solver++", "euler"])
+def test_timestep_spacing_option_reaches_every_sampler(name):
+    """10 of 1000 steps start at 900 with leading spacing and at 999 with trailing spacing."""
+    firsts = {}
+    for spacing in ("leading", "trailing"):
+        cfg = load_config("debug.yaml", [f"diffusion.timestep_spacing={spacing}"])
+        sched = build_scheduler(cfg.diffusion, name)
+        sched.set_timesteps(10)
+        firsts[spacing] = round(float(sched.timesteps[0]))
+    assert firsts == {"leading": 900, "trailing": 999}
