@@ -65,6 +65,46 @@ def connect(
             include_dashboard=True,
             runtime_env={"env_vars": env_vars},
         )
+        return
+    for group in reclaim_orphan_placement_groups():
+        print(
+            f"faice: removed placement group {group['id']} ({group['resources']}) left behind by ended "
+            f"job {group['job']}",
+            flush=True,
+        )
+
+
+ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def reclaim_orphan_placement_groups() -> list[dict]:
+    """Remove the placement groups that jobs which have ended still hold, and say which.
+
+    When a launcher is killed while a trial is starting its workers, Ray can leave that trial's worker
+    placement group in place after the job is gone (seen with Ray 2.60: CREATED, holding its CPUs, for
+    as long as the cluster lives), and a resumed search then waits for those CPUs forever. A
+    non-detached group whose job has ended has no owner left, so removing it is always safe. Needs the
+    state API (the dashboard); without it, nothing is removed."""
+    from ray.util import remove_placement_group
+    from ray.util.placement_group import PlacementGroup
+    from ray.util.state import list_jobs, list_placement_groups
+
+    try:
+        ended = {j.job_id for j in list_jobs(raise_on_missing_output=False) if j.job_id and j.status in ENDED}
+        groups = list_placement_groups(
+            filters=[("state", "!=", "REMOVED")], detail=True, raise_on_missing_output=False
+        )
+    except Exception as e:  # no dashboard on this cluster: leave everything as it is
+        print(f"faice: warning: could not list placement groups ({type(e).__name__}: {e})", flush=True)
+        return []
+    removed = []
+    for g in groups:
+        if g.is_detached or g.creator_job_id not in ended:
+            continue
+        remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(g.placement_group_id))))
+        resources = {k: v for b in g.bundles for k, v in b["unit_resources"].items()}
+        removed.append({"id": g.placement_group_id, "job": g.creator_job_id, "resources": resources})
+    return removed
 
 
 def worker_loop(loop_config: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 from jobs.local_ray import apply_local_env
 
 REPO = Path(__file__).resolve().parent.parent
+# Last resort against a hang that pytest-timeout's signal cannot break (a wait inside Ray's C++ core):
+# after 45 minutes (a normal run takes a third of that) print every thread's stack and exit non-zero,
+# so CI fails fast and shows where, instead of running into its own limit without a word.
+faulthandler.dump_traceback_later(int(os.environ.get("FAICE_TEST_WATCHDOG_S", "2700")), exit=True)
 # Ray reads these when it is imported (some test modules import it at collection): loopback only, and
 # an explicit auth mode, for every cluster and client the tests start
 apply_local_env()

@@ -206,10 +206,31 @@ def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, 
         timeout=600,
     )
     assert resume.returncode == 0, resume.stderr[-3000:]
+    # Ray may leave the killed trial's worker placement group behind; the launcher removes it
+    print([line for line in resume.stdout.splitlines() if "removed placement group" in line])
+    # (Ray removes an ended job's own groups a moment after it ends: wait for that, not forever)
+    _wait_for(lambda: not _orphan_groups(ray_cluster), 60, "no placement group of an ended job left")
     rows = _rows(search)
     assert len(rows) == 3 and all(r["status"] == "finished" for r in rows), rows
     assert first.stat().st_mtime == finished_mtime, "a finished trial was run again"
     assert not any("resumed_from" in m for m in _metrics(first.parent / "metrics.jsonl"))
+
+
+def _orphan_groups(cluster) -> list[str]:
+    """Placement groups not removed whose creating job has ended (state API over the dashboard)."""
+    code = (
+        "import json, ray\n"
+        "from ray.util.state import list_jobs, list_placement_groups\n"
+        f"ray.init(address={cluster.address!r}, logging_level='ERROR', log_to_driver=False)\n"
+        "ended = {j.job_id for j in list_jobs() if j.status in ('SUCCEEDED', 'FAILED', 'STOPPED')}\n"
+        "groups = list_placement_groups(filters=[('state', '!=', 'REMOVED')], detail=True)\n"
+        "print(json.dumps([g.placement_group_id for g in groups if g.creator_job_id in ended]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=cluster.env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.timeout(600)
