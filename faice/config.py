@@ -228,6 +228,54 @@ class EvalConfig:
     )
 
 
+def _autoencoder_names() -> list[str]:
+    from faice.models.presets import AUTOENCODER_PRESETS
+
+    return sorted(AUTOENCODER_PRESETS)
+
+
+@dataclass
+class AutoencoderConfig:
+    name: str = opt(
+        "kl-4block", "Autoencoder preset (task=autoencoder); null fields take its values.", _autoencoder_names
+    )
+    kind: Literal["kl", "vq"] | None = opt(None, "kl = AutoencoderKL (VAE), vq = VQModel (VQ-VAE).")
+    base_channels: int | None = opt(None, "Channels of the first encoder block.")
+    channel_mult: list[int] | None = opt(
+        None, "Channel multiplier per block; n blocks downsample by 2^(n-1) (3 blocks: 4x, 4 blocks: 8x)."
+    )
+    layers_per_block: int | None = opt(None, "ResNet layers per encoder/decoder block.")
+    latent_channels: int | None = opt(None, "Channels of the latent (the original tried 3/4/16/32/64).")
+    num_vq_embeddings: int | None = opt(None, "VQ: codebook size.")
+    recon_loss: Literal["mse", "l1"] = opt("mse", "Reconstruction loss.")
+    kl_weight: float = opt(1e-6, "KL: weight of KL(q(z|x) || N(0, I)) per latent element.")
+    commitment_weight: float = opt(0.25, "VQ: commitment weight (beta) of the quantizer loss.")
+    lpips_weight: float = opt(
+        0.0, "Weight of an LPIPS term on the reconstruction (0 = off; needs lpips_path)."
+    )
+    lpips_path: str = opt("", "LPIPS weights (VGG16 + v0.1 heads) file or folder; empty = $FAICE_LPIPS_PATH.")
+    pretrained: str | None = opt(
+        None,
+        "A local diffusers AutoencoderKL/VQModel folder (e.g. a downloaded SD VAE's vae/) to start from.",
+    )
+    scale_images: int = opt(512, "Training images the latent scale factor is measured on (0 = all).")
+
+
+@dataclass
+class LatentConfig:
+    autoencoder: str = opt(
+        "",
+        "Latent diffusion: the autoencoder's checkpoint or run folder (or a diffusers autoencoder folder); "
+        "empty = pixel space. A search may write {best_of: SEARCH} to take another search's best.",
+    )
+    posterior: Literal["mean", "sample"] = opt(
+        "mean",
+        "KL autoencoders: train on the posterior mean, or on a fresh sample mean + std * eps each time.",
+    )
+    cache_dir: str = opt("", "Where latent caches live (empty = <data.path>/latents).")
+    encode_batch_size: int = opt(64, "Images per encoder forward pass when building the cache.")
+
+
 @dataclass
 class LogConfig:
     wandb: Literal["auto", "online", "offline", "disabled"] = opt(
@@ -243,11 +291,18 @@ class LogConfig:
 @dataclass
 class Config:
     name: str = opt("faice", "Experiment name; the default run name.")
+    task: Literal["diffusion", "autoencoder"] = opt(
+        "diffusion", "What the run trains: a diffusion model (pixel or latent) or an autoencoder."
+    )
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Dataset and loader."})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Denoiser architecture."})
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig, metadata={"help": "Forward process."})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Optimisation and run."})
     sample: SampleConfig = field(default_factory=SampleConfig, metadata={"help": "Sampling."})
+    autoencoder: AutoencoderConfig = field(
+        default_factory=AutoencoderConfig, metadata={"help": "Autoencoder (task=autoencoder)."}
+    )
+    latent: LatentConfig = field(default_factory=LatentConfig, metadata={"help": "Latent diffusion."})
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Periodic evaluation."})
     log: LogConfig = field(default_factory=LogConfig, metadata={"help": "Reporting."})
 
@@ -456,6 +511,14 @@ def validate(cfg: Config) -> None:
     if not 0 <= cfg.train.label_dropout < 1:
         raise ConfigError(f"train.label_dropout: must be in [0, 1), got {cfg.train.label_dropout}")
     parse_attributes(cfg.sample.attributes, cfg.model.conditioning)
+    ae = cfg.autoencoder
+    for key in ("kl_weight", "commitment_weight", "lpips_weight"):
+        if getattr(ae, key) < 0:
+            raise ConfigError(f"autoencoder.{key}: must be >= 0, got {getattr(ae, key)}")
+    if cfg.task == "autoencoder" and cfg.latent.autoencoder:
+        raise ConfigError(
+            "latent.autoencoder: an autoencoder run (task=autoencoder) trains in pixel space; unset it"
+        )
     if cfg.diffusion.lpips_weight < 0:
         raise ConfigError(f"diffusion.lpips_weight: must be >= 0, got {cfg.diffusion.lpips_weight}")
     if not 0 <= cfg.diffusion.hybrid_l1_weight <= 1:
@@ -484,12 +547,12 @@ def validate(cfg: Config) -> None:
 
 def resolve(cfg: Config) -> Config:
     """Fill model fields left null from the preset, so the saved config says what ran."""
-    from faice.models.presets import MODEL_PRESETS
+    from faice.models.presets import AUTOENCODER_PRESETS, MODEL_PRESETS
 
-    preset = MODEL_PRESETS[cfg.model.name]
-    for key, value in preset.items():
-        if getattr(cfg.model, key) is None:
-            setattr(cfg.model, key, value)
+    for section, presets in ((cfg.model, MODEL_PRESETS), (cfg.autoencoder, AUTOENCODER_PRESETS)):
+        for key, value in presets[section.name].items():
+            if getattr(section, key) is None:
+                setattr(section, key, value)
     return cfg
 
 

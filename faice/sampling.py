@@ -57,6 +57,8 @@ def generate(
 
     A conditional model (cfg.model.conditioning) samples `labels` (n,), by default drawn by
     `condition_labels` (cfg.sample.attributes fixed, the other attributes as in the training data)."""
+    if cfg.task == "autoencoder":  # an autoencoder's "samples": reconstructions of held-out faces
+        return reconstructions(model, cfg, n, batch_size)
     s = {
         k: getattr(cfg.sample, k)
         for k in ("sampler", "num_inference_steps", "eta", "clip_sample", "karras_sigmas", "guidance_scale")
@@ -66,7 +68,8 @@ def generate(
     cond = cfg.model.conditioning
     if cond and labels is None:
         labels = condition_labels(cfg, n, seed, overrides.get("attributes", cfg.sample.attributes))
-    res, ch = cfg.data.resolution, model.config.in_channels
+    latent = bool(cfg.latent.autoencoder)
+    res, ch = model.config.sample_size if latent else cfg.data.resolution, model.config.in_channels
     was_training = model.training
     model.eval()
     out = []
@@ -84,6 +87,47 @@ def generate(
                 model, scheduler, (b, ch, res, res), s["num_inference_steps"], generator, s["eta"], **extra
             ).cpu()
         )
+    model.train(was_training)
+    images = torch.cat(out)
+    return decode_latents(cfg, images, batch_size) if latent else images
+
+
+def decode_latents(cfg: Config, latents: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Images in [-1, 1] of sampled (scaled) latents, through cfg.latent.autoencoder."""
+    from faice.data.latents import latent_scale, load_autoencoder
+    from faice.models.autoencoder import decode
+
+    device = latents.device if latents.device.type != "cpu" else None
+    ae = load_autoencoder(cfg.latent.autoencoder, device)
+    scale = latent_scale(cfg)
+    dev = next(ae.parameters()).device
+    return torch.cat([
+        decode(ae, latents[i : i + batch_size].to(dev) / scale).cpu() for i in range(0, len(latents), batch_size)
+    ])  # fmt: skip
+
+
+def heldout_images(cfg: Config, n: int) -> np.ndarray:
+    """The first `n` uint8 images of the test split (the training split when there is none)."""
+    from faice.data.shards import read_manifest
+    from faice.metrics.reference import real_images
+
+    split = "test" if "test" in read_manifest(cfg.data.path)["splits"] else cfg.data.split
+    return real_images(cfg.data.path, split, cfg.data.resolution, n)
+
+
+def reconstructions(model, cfg: Config, n: int, batch_size: int = 64) -> torch.Tensor:
+    """The autoencoder's reconstructions (n, 3, H, W) in [-1, 1] of the first n held-out faces."""
+    from faice.data.loader import to_model_images
+    from faice.models.autoencoder import reconstruct
+
+    device = next(model.parameters()).device
+    images = heldout_images(cfg, n)
+    was_training = model.training
+    model.eval()
+    out = [
+        reconstruct(model, to_model_images(images[i : i + batch_size].transpose(0, 3, 1, 2), cfg.data.resolution).to(device)).cpu()
+        for i in range(0, len(images), batch_size)
+    ]  # fmt: skip
     model.train(was_training)
     return torch.cat(out)
 

@@ -70,3 +70,22 @@ DIT_PRESETS: dict[str, dict] = {
 }
 DIT_PRESETS["dit-debug"] = dict(depth=2, width=32, heads=2, patch_size=4)
 MODEL_PRESETS.update(DIT_PRESETS)
+
+
+# Autoencoders of the original's latent study (diffusers AutoencoderKL / VQModel). n blocks downsample
+# by 2^(n-1): the 3-block ones give 4x smaller latents (128 px -> 32), the 4-block ones 8x (-> 16).
+AUTOENCODER_PRESETS: dict[str, dict] = {
+    "kl-3block": dict(kind="kl", base_channels=64, channel_mult=[1, 2, 4], layers_per_block=2,
+                      latent_channels=4, num_vq_embeddings=0),
+    "kl-4block": dict(kind="kl", base_channels=64, channel_mult=[1, 2, 4, 4], layers_per_block=2,
+                      latent_channels=4, num_vq_embeddings=0),
+    "vq-3block": dict(kind="vq", base_channels=64, channel_mult=[1, 2, 4], layers_per_block=2,
+                      latent_channels=3, num_vq_embeddings=8192),
+    "vq-4block": dict(kind="vq", base_channels=64, channel_mult=[1, 2, 4, 4], layers_per_block=2,
+                      latent_channels=4, num_vq_embeddings=16384),
+    # for tests and the demo: thousands of parameters, 2x downsampling
+    "kl-debug": dict(kind="kl", base_channels=8, channel_mult=[1, 2], layers_per_block=1,
+                     latent_channels=4, num_vq_embeddings=0),
+    "vq-debug": dict(kind="vq", base_channels=8, channel_mult=[1, 2], layers_per_block=1,
+                     latent_channels=3, num_vq_embeddings=64),
+}  # fmt: skip

@@ -121,10 +121,21 @@ def train(
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ensure_dataset(cfg.data)
+        if cfg.latent.autoencoder:
+            from faice.data.latents import ensure_latents
+
+            cache = ensure_latents(cfg, accelerator.device)
+            source = json.loads((cache / "manifest.json").read_text())
+            record = {
+                k: source[k] for k in ("autoencoder", "autoencoder_hash", "scale_factor", "latent_shape")
+            }
+            (run_dir / "latent-source.json").write_text(json.dumps({**record, "cache": str(cache)}, indent=2))
         save_config(cfg, run_dir / "config.yaml")
         start = json.loads((ckpt / "state.json").read_text())["step"] if ckpt is not None else 0
         _trim_metrics(run_dir / "metrics.jsonl", start)
     accelerator.wait_for_everyone()
+    if cfg.task == "autoencoder" and accelerator.num_processes > 1:
+        raise ConfigError("task=autoencoder trains in one process; set trial.num_workers=1")
 
     state = build_state(cfg, accelerator)
     if ckpt is not None:
@@ -244,5 +255,26 @@ def _checkpoint(cfg: Config, state: TrainState, run_dir: Path) -> Path:
             dump_yaml(cfg),
             keep=cfg.train.keep_checkpoints,
         )
+        if cfg.task == "autoencoder":  # the latent scale factor is stored with every autoencoder checkpoint
+            measure_latent_scale(cfg, state.ema.model if state.ema else acc.unwrap_model(state.model), path)
     acc.wait_for_everyone()
     return path
+
+
+def measure_latent_scale(cfg: Config, model: torch.nn.Module, ckpt: Path) -> dict:
+    """1 / std of the latents of cfg.autoencoder.scale_images training images, written to ckpt/latent.json
+    (with the weights latent runs will use: the EMA ones when the run keeps an EMA)."""
+    from faice.data.loader import to_model_images
+    from faice.metrics.reference import real_images
+    from faice.models.autoencoder import encode, write_scale
+
+    images = real_images(cfg.data.path, cfg.data.split, cfg.data.resolution, cfg.autoencoder.scale_images)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    latents = torch.cat([
+        encode(model, to_model_images(images[i : i + 64].transpose(0, 3, 1, 2), cfg.data.resolution).to(device))[0].cpu()
+        for i in range(0, len(images), 64)
+    ])  # fmt: skip
+    model.train(was_training)
+    return write_scale(ckpt, latents, len(images))

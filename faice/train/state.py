@@ -15,6 +15,7 @@ from faice.data.augment import Augment
 from faice.data.loader import ShardLoader
 from faice.diffusion.loss import DiffusionLoss
 from faice.models import build_model
+from faice.models.autoencoder import AutoencoderLoss, build_autoencoder
 from faice.train.checkpoint import TrainProgress, load_state, load_tensors, load_weights
 from faice.train.ema import EMA
 
@@ -29,7 +30,7 @@ class TrainState:
     ema: EMA | None
     optimizer: torch.optim.Optimizer
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
-    loss_fn: DiffusionLoss
+    loss_fn: DiffusionLoss | AutoencoderLoss
     loader: ShardLoader
     generator: torch.Generator
     progress: TrainProgress = field(default_factory=TrainProgress)
@@ -47,7 +48,7 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
     from diffusers.optimization import get_scheduler
 
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model, cfg.data.resolution)
+    model = build_task_model(cfg)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     tc = cfg.train
     optimizer = torch.optim.AdamW(
@@ -65,17 +66,21 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
     model, optimizer = accelerator.prepare(model, optimizer)
     if ema is not None:
         ema.model.to(accelerator.device)
-    loader = ShardLoader(
-        cfg.data.path,
-        split=cfg.data.split,
-        batch_size=tc.batch_size,
-        resolution=cfg.data.resolution,
-        hflip=cfg.data.hflip,
-        augment=Augment.from_config(cfg.data),
-        seed=tc.seed,
-        rank=accelerator.process_index,
-        world_size=accelerator.num_processes,
-        num_workers=cfg.data.num_workers,
+    loader = (
+        build_loader(cfg, accelerator)
+        if cfg.latent.autoencoder
+        else ShardLoader(
+            cfg.data.path,
+            split=cfg.data.split,
+            batch_size=tc.batch_size,
+            resolution=cfg.data.resolution,
+            hflip=cfg.data.hflip,
+            augment=Augment.from_config(cfg.data),
+            seed=tc.seed,
+            rank=accelerator.process_index,
+            world_size=accelerator.num_processes,
+            num_workers=cfg.data.num_workers,
+        )
     )
     cond = cfg.model.conditioning
     columns = attribute_columns(loader.manifest["attribute_names"], cond) if cond else None
@@ -86,12 +91,38 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
         ema=ema,
         optimizer=optimizer,
         lr_scheduler=lr_scheduler,
-        loss_fn=DiffusionLoss(
-            cfg.diffusion, accelerator.device, tc.label_dropout if cond else 0.0, len(cond)
-        ),
+        loss_fn=AutoencoderLoss(cfg.autoencoder, accelerator.device)
+        if cfg.task == "autoencoder"
+        else DiffusionLoss(cfg.diffusion, accelerator.device, tc.label_dropout if cond else 0.0, len(cond)),
         loader=loader,
         generator=torch.Generator(device=accelerator.device),
         label_columns=columns,
+    )
+
+
+def build_task_model(cfg: Config) -> torch.nn.Module:
+    """The network a run trains: an autoencoder, a denoiser on latents, or a denoiser on pixels."""
+    if cfg.task == "autoencoder":
+        return build_autoencoder(cfg.autoencoder, cfg.data.resolution)
+    if cfg.latent.autoencoder:
+        from faice.data.latents import latent_shape
+
+        channels, side = latent_shape(cfg.latent.autoencoder, cfg.data.resolution)
+        return build_model(cfg.model, side, channels)
+    return build_model(cfg.model, cfg.data.resolution)
+
+
+def build_loader(cfg: Config, accelerator: Accelerator):
+    """Scaled latents from the cache of cfg's autoencoder (built by `train` before this is called)."""
+    from faice.data.latents import LatentLoader, cache_dir_for
+
+    return LatentLoader(
+        cache_dir_for(cfg),
+        cfg.train.batch_size,
+        seed=cfg.train.seed,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        posterior=cfg.latent.posterior,
     )
 
 
