@@ -110,6 +110,37 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_encode(args: argparse.Namespace) -> int:
+    import json
+
+    from accelerate import PartialState
+
+    from faice.config import load_config
+    from faice.data.latents import cache_dir_for, ensure_latents
+    from faice.data.shards import read_manifest
+
+    resolution = args.resolution or read_manifest(args.dataset)["resolution"]
+    cfg = load_config(
+        None,
+        [
+            f"data.path={args.dataset}",
+            f"data.split={args.split}",
+            f"data.resolution={resolution}",
+            f"data.hflip={not args.no_flips}",
+            f"latent.autoencoder={args.autoencoder}",
+            f"latent.cache_dir={args.cache_dir}",
+            f"latent.encode_batch_size={args.batch_size}",
+        ],
+    )
+    existed = (cache_dir_for(cfg) / "manifest.json").exists()
+    cache = ensure_latents(cfg, PartialState().device)
+    info = json.loads((cache / "manifest.json").read_text())
+    state = "reused" if existed else "written"
+    print(f"latent cache {state}: {cache} ({info['count']} images, latents {info['latent_shape']}, "
+          f"scale factor {info['scale_factor']:.4g})")  # fmt: skip
+    return 0
+
+
 def cmd_data_synth(args: argparse.Namespace) -> int:
     from faice.data.prepare import write_synthetic
 
@@ -316,6 +347,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.1, help="share of faces in the test split")
     p.add_argument("--encoding", choices=["raw", "png"], default="raw", help="image bytes in the shards")
     p.set_defaults(fn=cmd_data_synth)
+    p = dsub.add_parser(
+        "encode",
+        help="encode a dataset split with an autoencoder into a latent cache (reused while both are unchanged)",
+        formatter_class=fmt,
+    )
+    p.add_argument(
+        "--autoencoder", required=True, help="autoencoder checkpoint/run folder or diffusers AE folder"
+    )
+    p.add_argument("--dataset", required=True, help="prepared dataset folder (manifest.json + shards)")
+    p.add_argument("--split", default="train", help="split to encode")
+    p.add_argument("--resolution", type=int, help="image size fed to the encoder (default: the dataset's)")
+    p.add_argument("--no-flips", action="store_true", help="do not also encode the mirrored images")
+    p.add_argument("--cache-dir", default="", help="where caches live (default: <dataset>/latents)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per encoder pass")
+    p.set_defaults(fn=cmd_data_encode)
 
     p = sub.add_parser(
         "results",

@@ -100,6 +100,8 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, extractor: Extractor | N
     t0 = time.perf_counter()
     extractor = extractor or build_extractor(cfg.eval.extractor, cfg.eval)
     ref = reference_for(cfg, extractor)
+    if cfg.task == "autoencoder":
+        return evaluate_reconstruction(model, cfg, extractor, ref, t0)
     sampler = cfg.eval.sampler or cfg.sample.sampler
     steps = cfg.eval.num_inference_steps or cfg.sample.num_inference_steps
     images = generate(
@@ -113,6 +115,30 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, extractor: Extractor | N
     )
     result = score(to_uint8(images), ref, extractor, cfg)
     result.info.update(sampler=sampler, sampler_steps=steps, eval_seconds=time.perf_counter() - t0)
+    return result
+
+
+def evaluate_reconstruction(
+    model, cfg: Config, extractor: Extractor, ref: ReferenceStats, t0: float
+) -> EvalResult:
+    """PSNR and SSIM of the reconstructions of cfg.eval.num_samples held-out faces against the faces, and
+    rFID / rKID of the reconstructions against the reference statistics (labelled with the extractor)."""
+    from faice.metrics.stats import psnr, ssim
+    from faice.sampling import heldout_images, reconstructions, to_uint8
+
+    real = heldout_images(cfg, cfg.eval.num_samples)
+    recon = to_uint8(reconstructions(model, cfg, len(real), cfg.eval.batch_size))
+    result = score(recon, ref, extractor, cfg)
+    renamed = {"fid": "rfid", "kid": "rkid", "kid_std": "rkid_std"}
+    metrics = {}
+    for key, value in result.metrics.items():
+        base = key.split("[")[0]
+        if base in renamed:
+            metrics[metric_key(renamed[base], extractor.name)] = value
+    metrics[metric_key("psnr", "pixels")] = psnr(real, recon)
+    metrics[metric_key("ssim", "pixels")] = ssim(real, recon)
+    result.metrics = metrics
+    result.info.update(num_samples=len(real), kind="reconstruction", eval_seconds=time.perf_counter() - t0)
     return result
 
 

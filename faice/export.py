@@ -2,7 +2,7 @@
 
 An unconditional UNet with a sampler that a stock diffusers pipeline drives correctly exports to that
 pipeline (DDPMPipeline, DDIMPipeline, PNDMPipeline). Everything else - class-conditional models, DiTs,
-and samplers that step in sigma (euler, heun) - exports to `FaicePipeline`: faice/pipeline.py, copied
+latent models (with their autoencoder) and samplers that step in sigma (euler, heun) - exports to `FaicePipeline`: faice/pipeline.py, copied
 into the folder as pipeline.py, which runs faice's own sampling loop:
 
     DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
@@ -29,7 +29,12 @@ CUSTOM_FILE = "pipeline"  # the module file diffusers loads from the folder (mod
 
 def needs_faice_pipeline(model, cfg, sampler: str) -> bool:
     """True when no stock diffusers pipeline samples this model with this sampler as faice does."""
-    return bool(cfg.model.conditioning) or type(model).__name__ != "UNet2DModel" or sampler not in PIPELINES
+    return (
+        bool(cfg.model.conditioning)
+        or bool(cfg.latent.autoencoder)
+        or type(model).__name__ != "UNet2DModel"
+        or sampler not in PIPELINES
+    )
 
 
 def export_pipeline(
@@ -43,12 +48,23 @@ def export_pipeline(
 
     model, cfg, _ = load_checkpoint_model(checkpoint, use_ema=use_ema)
     sampler = sampler or cfg.sample.sampler
-    scheduler = build_scheduler(cfg.diffusion, sampler, cfg.sample.clip_sample, cfg.sample.karras_sigmas)
+    latent = bool(cfg.latent.autoencoder)
+    clip = cfg.sample.clip_sample and not latent
+    scheduler = build_scheduler(cfg.diffusion, sampler, clip, cfg.sample.karras_sigmas)
     out = Path(out)
+    vae = None
+    if latent:
+        from faice.data.latents import autoencoder_folder, latent_scale
+        from faice.models import load_model
+
+        vae = load_model(autoencoder_folder(cfg.latent.autoencoder)[0])  # a fresh copy: its config changes
+        vae.register_to_config(scaling_factor=latent_scale(cfg))
     if not needs_faice_pipeline(model, cfg, sampler):
         getattr(diffusers, PIPELINES[sampler])(unet=model, scheduler=scheduler).save_pretrained(out)
         return out
-    pipeline = faice.pipeline.FaicePipeline(model, scheduler, attributes=list(cfg.model.conditioning))
+    pipeline = faice.pipeline.FaicePipeline(
+        model, scheduler, vae=vae, attributes=list(cfg.model.conditioning)
+    )
     pipeline.save_pretrained(out)
     shutil.copyfile(faice.pipeline.__file__, out / f"{CUSTOM_FILE}.py")
     index = json.loads((out / "model_index.json").read_text())

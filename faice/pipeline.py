@@ -1,5 +1,8 @@
 """faice's reverse process and its diffusers pipeline, in one file that imports only torch and diffusers.
 
+A latent model's export also holds its autoencoder (`vae`, with the measured scale factor as its
+config's scaling_factor): the pipeline samples latents and decodes them.
+
 faice samples through `reverse_process` below, and `faice export` copies this very file into every
 exported folder of a class-conditional model or a DiT, so an export samples exactly as faice does:
 
@@ -56,8 +59,10 @@ def reverse_process(
     labels: torch.Tensor | None = None,
     guidance_scale: float = 1.0,
     null_label: int | None = None,
+    clip: bool = True,
 ) -> torch.Tensor:
-    """Images (B, C, H, W) in [-1, 1] from the reverse process of `scheduler` with `model`.
+    """Images (B, C, H, W) in [-1, 1] (latents, unclipped, when `clip` is False) from the reverse
+    process of `scheduler` with `model`.
 
     Conditional models get class `labels` (B,); with `guidance_scale` != 1 each step also evaluates the
     `null_label` class and mixes the two outputs (classifier-free guidance)."""
@@ -87,18 +92,19 @@ def reverse_process(
         else:
             out = denoise(model, inp, tt, labels)
         x = scheduler.step(out, t, x, **kwargs).prev_sample
-    return x.clamp(-1, 1)
+    return x.clamp(-1, 1) if clip else x
 
 
 class FaicePipeline(DiffusionPipeline):
     """Samples a faice pixel model (UNet2DModel or DiTTransformer2DModel, conditional or not) with any
     diffusers scheduler, the loop faice itself runs. `attributes` names the model's conditioning."""
 
-    model_cpu_offload_seq = "denoiser"
+    model_cpu_offload_seq = "denoiser->vae"
+    _optional_components = ["vae"]
 
-    def __init__(self, denoiser, scheduler, attributes: list | None = None):
+    def __init__(self, denoiser, scheduler, vae=None, attributes: list | None = None):
         super().__init__()
-        self.register_modules(denoiser=denoiser, scheduler=scheduler)
+        self.register_modules(denoiser=denoiser, scheduler=scheduler, vae=vae)
         self.register_to_config(attributes=list(attributes or []))
 
     def class_labels(
@@ -158,7 +164,10 @@ class FaicePipeline(DiffusionPipeline):
             labels=class_labels,
             guidance_scale=guidance_scale if k else 1.0,
             null_label=2**k if k else None,
+            clip=self.vae is None,
         )
+        if self.vae is not None:  # latent diffusion: unscale, decode (a VQ decoder quantizes first)
+            images = self.vae.decode(images / self.vae.config.scaling_factor).sample.clamp(-1, 1)
         images = (images / 2 + 0.5).clamp(0, 1).cpu().permute(0, 2, 3, 1).float().numpy()
         if output_type == "pil":
             images = self.numpy_to_pil(images)

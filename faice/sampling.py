@@ -63,12 +63,14 @@ def generate(
         k: getattr(cfg.sample, k)
         for k in ("sampler", "num_inference_steps", "eta", "clip_sample", "karras_sigmas", "guidance_scale")
     } | overrides
-    scheduler = build_scheduler(cfg.diffusion, s["sampler"], s["clip_sample"], s["karras_sigmas"])
+    latent = bool(cfg.latent.autoencoder)  # latents are not bounded: never clip them
+    scheduler = build_scheduler(
+        cfg.diffusion, s["sampler"], s["clip_sample"] and not latent, s["karras_sigmas"]
+    )
     generator = torch.Generator().manual_seed(seed)
     cond = cfg.model.conditioning
     if cond and labels is None:
         labels = condition_labels(cfg, n, seed, overrides.get("attributes", cfg.sample.attributes))
-    latent = bool(cfg.latent.autoencoder)
     res, ch = model.config.sample_size if latent else cfg.data.resolution, model.config.in_channels
     was_training = model.training
     model.eval()
@@ -84,8 +86,15 @@ def generate(
             )
         out.append(
             sample(
-                model, scheduler, (b, ch, res, res), s["num_inference_steps"], generator, s["eta"], **extra
-            ).cpu()
+                model,
+                scheduler,
+                (b, ch, res, res),
+                s["num_inference_steps"],
+                generator,
+                s["eta"],
+                clip=not latent,
+                **extra,
+            ).cpu()  # fmt: skip
         )
     model.train(was_training)
     images = torch.cat(out)

@@ -139,3 +139,23 @@ def test_fid_kid_is_match_torchmetrics_with_the_same_extractor():
     score = InceptionScore(feature=_TinyFeatures(logits=True), splits=1)
     score.update(to_t(fake))
     assert inception_score(logits, splits=1)[0] == pytest.approx(float(score.compute()[0]), rel=1e-4)
+
+
+def test_psnr_and_ssim_match_the_formula_and_torchmetrics():
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    from faice.metrics.stats import psnr, ssim
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (3, 32, 32, 3)).astype(np.uint8)
+    y = np.clip(x + rng.normal(0, 20, x.shape), 0, 255).astype(np.uint8)
+    mse = ((x.astype(float) - y) ** 2).reshape(3, -1).mean(1)
+    assert psnr(x, y) == pytest.approx(np.mean(10 * np.log10(255**2 / mse)))
+    tx, ty = (torch.from_numpy(a).permute(0, 3, 1, 2).double() for a in (x, y))
+    tm = peak_signal_noise_ratio(ty, tx, data_range=255.0, reduction="none", dim=(1, 2, 3)).mean()
+    assert psnr(x, y) == pytest.approx(float(tm), rel=1e-6)
+    assert ssim(x, x) == pytest.approx(1.0)
+    assert ssim(x, y) == pytest.approx(
+        float(structural_similarity_index_measure(ty, tx, data_range=255.0)), abs=2e-3
+    )
+    assert ssim(x, y) < ssim(x, np.clip(x + rng.normal(0, 5, x.shape), 0, 255).astype(np.uint8))
