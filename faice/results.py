@@ -37,6 +37,8 @@ class TrialRow:
     last: float | None = None
     last_step: int | None = None
     wall_s: float | None = None
+    steps_per_s: float | None = None  # training speed: the median of the logged rates
+    peak_mem_mb: float | None = None  # CUDA memory allocated on GPUs, process RSS on CPUs
     cpu_hours: float | None = None
     gpu_hours: float | None = None
     resumes: int = 0
@@ -117,6 +119,12 @@ def _metric_stats(lines: list[dict], metric: str, mode: str) -> dict:
         "wall_s": max(elapsed) if elapsed else None,
         "resumes": sum("resumed_from" in r for r in lines),
     }
+    rates = sorted(r["steps_per_s"] for r in lines if _finite(r.get("steps_per_s")))
+    if rates:
+        stats["steps_per_s"] = rates[len(rates) // 2]
+    memory = [r["peak_mem_mb"] for r in lines if _finite(r.get("peak_mem_mb"))]
+    if memory:
+        stats["peak_mem_mb"] = max(memory)
     if points:
         pick = min if mode == "min" else max
         stats["best_step"], stats["best"] = pick(points, key=lambda p: p[1])
@@ -185,6 +193,9 @@ def trial_row(run_dir: Path, trial_id: str, spec: dict, base: dict, ray: dict | 
         diff = config_diff(base, config)
     else:
         diff = {k: v for k, v in ((ray or {}).get("params") or {}).items() if k not in BOOKKEEPING}
+    variant = ((ray or {}).get("params") or {}).get("variant")  # a `variants:` search's name for it
+    if variant is not None:
+        diff = {"variant": variant, **diff}
     status = _status((ray or {}).get("status"), summary is not None, bool(lines))
     stats = _metric_stats(lines, metric, mode)
     if is_eval_metric(metric):
@@ -255,6 +266,8 @@ def _columns(row: TrialRow, metric: str, evals: list[str] = ()) -> dict[str, Any
         f"last_{metric}": row.last,
         "last_step": row.last_step,
         "wall_s": row.wall_s,
+        "steps_per_s": row.steps_per_s,
+        "peak_mem_mb": row.peak_mem_mb,
         "cpu_hours": row.cpu_hours,
         "gpu_hours": row.gpu_hours,
         "resumes": row.resumes,

@@ -212,6 +212,15 @@ def run_search(args: argparse.Namespace) -> Path:
         )
     if args.resume and not has_state:
         raise ConfigError(f"--resume: no search state in {search_dir}")
+    from tune.space import resolve_links
+
+    chosen = resolve_links(spec, storage)  # {best_of: SEARCH} -> that search's best run folder
+    if chosen:
+        search_dir.mkdir(parents=True, exist_ok=True)
+        (search_dir / "links.json").write_text(json.dumps(chosen, indent=2) + "\n")
+        for name, link in chosen.items():
+            print(f"faice search: {link['key']} = best of {name}: trial {link['trial']} "
+                  f"({link['metric']} {link['value']:.4g} at step {link['step']}) {link['run']}", flush=True)  # fmt: skip
     base_tree, fixed, base = _prepare(spec, search_dir)
     use_pool = _use_pool(base)
 

@@ -172,6 +172,7 @@ class SearchSpec:
     trial: TrialResources = field(default_factory=TrialResources)
     evaluation: EvalPool = field(default_factory=EvalPool)
     space: list[Param] = field(default_factory=list)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def keys(self) -> list[str]:
@@ -200,6 +201,8 @@ class SearchSpec:
         pairs = {"log.group": self.name, **self.overrides}
         if self.budget.max_steps is not None:
             pairs["train.max_steps"] = self.budget.max_steps
+        if VARIANT in params:  # a variant's overrides, then the other params over them
+            pairs.update(self.variants[params.pop(VARIANT)])
         pairs.update(params)
         return [f"{key}={render_value(value)}" for key, value in pairs.items()]
 
@@ -210,7 +213,7 @@ class SearchSpec:
     def to_dict(self) -> dict:
         """The resolved spec in the YAML format above (base as an absolute path)."""
         out = dataclasses.asdict(self)
-        out["space"] = {p.key: {p.kind: list(p.args)} for p in self.space}
+        out["space"] = {p.key: {p.kind: list(p.args)} for p in self.space if p.key != VARIANT}
         return _plain(out)
 
     def dump(self, path: str | Path) -> None:
@@ -314,7 +317,10 @@ _SECTIONS = {
     "trial": TrialResources,
     "evaluation": EvalPool,
 }
-TOP_KEYS = ("name", "base", "overrides", "metric", "mode", *_SECTIONS, "space")
+TOP_KEYS = ("name", "base", "overrides", "metric", "mode", *_SECTIONS, "variants", "space")
+VARIANT = "variant"  # the search key of `variants:`: a grid over their names
+LINK = "best_of"  # `latent.autoencoder: {best_of: SEARCH}`: the best trial of another search
+LINK_MARK = "best_of:"  # how an unresolved link reads in a config value until the launcher resolves it
 
 
 def from_dict(tree: dict, default_name: str = "search", folder: str | Path | None = None) -> SearchSpec:
@@ -326,9 +332,13 @@ def from_dict(tree: dict, default_name: str = "search", folder: str | Path | Non
         overrides=flatten(_mapping(tree.get("overrides"), "overrides")),
         metric=_coerce(tree.get("metric", "loss"), str, "metric"),
         mode=_coerce(tree.get("mode", "min"), Literal["min", "max"], "mode"),
-        space=_parse_space(tree.get("space")),
+        variants=_parse_variants(tree.get("variants")),
+        space=_parse_space({k: v for k, v in (tree.get("space") or {}).items() if k != VARIANT}, tree),
         **{key: parse_section(cls, tree.get(key), key) for key, cls in _SECTIONS.items()},
     )
+    spec.overrides = _mark_links(spec.overrides)
+    if spec.variants:
+        spec.space.append(Param(VARIANT, "grid", tuple(spec.variants)))
     _validate(spec)
     return spec
 
@@ -377,8 +387,71 @@ def _find_base(base: Any, folder: str | Path | None) -> str:
     raise ConfigError(f"base: config file {base!r} not found in {', '.join(map(str, folders))}")
 
 
-def _parse_space(data: Any) -> list[Param]:
+def _parse_variants(data: Any) -> dict[str, dict[str, Any]]:
+    """`variants: {name: {dotted.key: value}}` -> {name: flat overrides}: whole configurations to compare
+    (e.g. pixel UNet vs latent DiT), searched as a grid over the names."""
+    variants = _mapping(data, "variants")
+    out = {}
+    for name, overrides in variants.items():
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"variants.{name}: expected a mapping of config overrides, got {overrides!r}")
+        out[str(name)] = _mark_links(flatten(overrides))
+    return out
+
+
+def _mark_links(overrides: dict[str, Any]) -> dict[str, Any]:
+    """`key.best_of: S` (a flattened `key: {best_of: S}`) -> `key: "best_of:S"`, resolved at launch."""
+    out = {}
+    for key, value in overrides.items():
+        if key.endswith("." + LINK):
+            out[key.removesuffix("." + LINK)] = f"{LINK_MARK}{value}"
+        else:
+            out[key] = value
+    return out
+
+
+def links(spec: SearchSpec) -> list[tuple[str, str]]:
+    """(config key, search name) of every `{best_of: SEARCH}` in the overrides and variants."""
+    found = []
+    for overrides in (spec.overrides, *spec.variants.values()):
+        for key, value in overrides.items():
+            if isinstance(value, str) and value.startswith(LINK_MARK):
+                found.append((key, value.removeprefix(LINK_MARK)))
+    return sorted(set(found))
+
+
+def resolve_links(spec: SearchSpec, storage: str | Path) -> dict[str, dict]:
+    """Replace every `{best_of: SEARCH}` by the run folder of SEARCH's best trial under `storage` (by its
+    own metric and mode); returns what was chosen, per search, for the record (links.json)."""
+    from faice.results import collect, load_search, rank
+
+    chosen: dict[str, dict] = {}
+    for key, name in links(spec):
+        folder = Path(storage) / name
+        if not (folder / "search.yaml").is_file():
+            raise ConfigError(
+                f"{key}: {{best_of: {name}}}: no search {name!r} under {storage}; run it first "
+                f"(python -m tune.search --space {name}.yaml --storage {storage})"
+            )
+        other = load_search(folder)
+        metric, mode = other.get("metric") or "loss", other.get("mode") or "min"
+        ranked = [r for r in rank(collect(folder), mode) if r.best is not None]
+        if not ranked:
+            raise ConfigError(f"{key}: {{best_of: {name}}}: search {name} has no trial with {metric} yet")
+        best = ranked[0]
+        chosen[name] = {"key": key, "trial": best.trial_id, "run": str(folder / "runs" / best.trial_id),
+                        "metric": metric, "value": best.best, "step": best.best_step}  # fmt: skip
+    for overrides in (spec.overrides, *spec.variants.values()):
+        for key, value in overrides.items():
+            if isinstance(value, str) and value.startswith(LINK_MARK):
+                overrides[key] = chosen[value.removeprefix(LINK_MARK)]["run"]
+    return chosen
+
+
+def _parse_space(data: Any, tree: dict | None = None) -> list[Param]:
     data = _mapping(data, "space")
+    if not data and (tree or {}).get("variants"):
+        return []
     if not data:
         raise ConfigError("space: no params; add one, e.g. `train.lr: {loguniform: [1.0e-4, 1.0e-3]}`")
     return [_param(str(key), dist) for key, dist in data.items()]
@@ -547,6 +620,8 @@ def _check_eval_metric(spec: SearchSpec) -> None:
         raise ConfigError(
             f"metric: {spec.metric} comes from checkpoint evaluation, which is off; set overrides.eval.num_samples"
         )
+    if extractor == "pixels" and cfg.task == "autoencoder":  # psnr[pixels], ssim[pixels]: no extractor
+        return
     if extractor != cfg.eval.extractor:
         raise ConfigError(
             f"metric: {spec.metric} needs eval.extractor={extractor}, but the trials use {cfg.eval.extractor}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -193,7 +194,7 @@ def encode_dataset(
     _, ckpt = autoencoder_folder(autoencoder)
     stored = read_scale(ckpt) if ckpt is not None else None
     scale = stored if stored is not None else scale_factor(torch.from_numpy(arrays["mean"]))
-    tmp = out.with_name(out.name + ".partial")
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")  # trials starting together may both encode
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shards = []
@@ -224,8 +225,13 @@ def encode_dataset(
         "encode_seconds": round(time.perf_counter() - t0, 2),
     }
     (tmp / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)  # atomic; fails when another process finished the same cache first
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "manifest.json").exists():
+            raise
+        return out
     log(f"faice: encoded {len(images)} images{' and their mirror images' if flips else ''} into {out} "
         f"in {info['encode_seconds']} s (scale factor {scale:.4g})")  # fmt: skip
     return out

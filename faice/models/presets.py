@@ -57,6 +57,19 @@ MODEL_PRESETS: dict[str, dict] = {
 }
 
 
+# Latent UNets of the original's LDM study (4, 5 and 6 blocks, e.g. on the 32 px latents a 3-block
+# autoencoder makes of 128 px faces): the LDM paper's CelebA-HQ widths, attention at 16 and 8 px.
+for _blocks, _mult in ((4, [1, 2, 3, 4]), (5, [1, 2, 2, 3, 4]), (6, [1, 1, 2, 2, 3, 4])):
+    MODEL_PRESETS[f"unet-ldm-{_blocks}"] = dict(
+        base_channels=128,
+        channel_mult=_mult,
+        layers_per_block=2,
+        attention_resolutions=[16, 8],
+        attention_head_dim=32,
+        resample="conv",
+        time_embedding_norm="default",
+    )
+
 # The name the original's architecture study used for its baseline (the same layout as unet-ddpm).
 MODEL_PRESETS["unet-base"] = dict(MODEL_PRESETS["unet-ddpm"])
 

@@ -216,6 +216,7 @@ def _loop(
                 "steps_per_s": rate,
                 "epoch": p.epoch,
                 "elapsed_s": p.elapsed_s,
+                "peak_mem_mb": peak_memory_mb(acc.device),
             }
             window.clear()
             if hooks.poll_evals is not None:
@@ -238,6 +239,15 @@ def _loop(
     elif p.step >= tc.max_steps:
         finish_run(cfg, state, run_dir, reporter, ckpt)
     return RunResult(run_dir, p.step, ckpt, dict(p.metrics), eval_blocked_s=blocked[0])
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of training so far: CUDA memory allocated on a GPU, the process's peak RSS otherwise."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _checkpoint(cfg: Config, state: TrainState, run_dir: Path) -> Path:
