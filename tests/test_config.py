@@ -58,7 +58,7 @@ def test_explicit_model_fields_beat_the_preset():
         ("train.lr=abc", "train.lr"),
         (
             "model.name=nope",
-            "valid choices: debug, dit-b-2, dit-b-4, .*, unet-adm, unet-base, unet-ddpm, unet-resnet, unet-tiny",
+            "valid choices: debug, dit-b-2, dit-b-4, .*, unet-adm, unet-base, unet-ddpm, unet-ldm-4, unet-ldm-5, unet-ldm-6, unet-resnet, unet-tiny",
         ),
         ("train.lrr=1", "unknown config key 'train.lrr'; valid keys: batch_size"),
         ("diffusion.prediction_type=x", "valid choices: epsilon, v_prediction, sample"),

@@ -304,3 +304,23 @@ def test_eval_metric_needs_evaluation_with_that_extractor():
         ConfigError, match="evaluation.keep: invalid choice 'some'; valid choices: latest, all"
     ):
         load_space("debug-eval.yaml", ["evaluation.keep=some"])
+
+
+def test_variants_are_a_grid_of_whole_configurations_and_links_wait_for_the_launcher(tmp_path):
+    from tune.space import links, load_space, resolve_links
+
+    spec = load_space("latent-vs-pixel.yaml")
+    assert [p.key for p in spec.space] == ["variant"] and spec.num_trials == 3
+    pixel = spec.config_for({"variant": "pixel-unet"})
+    dit = spec.config_for({"variant": "latent-dit"})
+    assert (pixel.model.name, pixel.latent.autoencoder) == ("unet-tiny", "")
+    assert (dit.model.name, dit.model.depth, dit.latent.autoencoder) == ("dit-s-2", 6, "best_of:autoencoder")
+    assert links(spec) == [("latent.autoencoder", "autoencoder")]
+    with pytest.raises(
+        ConfigError, match=r"latent.autoencoder: \{best_of: autoencoder\}: no search.*run it first"
+    ):
+        resolve_links(spec, tmp_path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: debug.yaml\nvariants:\n  a: {model.name: nope}\n")
+    with pytest.raises(ConfigError, match="variant=a.*model.name"):
+        load_space(bad)
