@@ -234,3 +234,32 @@ def test_latent_config_errors_name_the_key(debug_cfg, tmp_path):
     with pytest.raises(ConfigError, match="kl-debug"):
         debug_cfg("autoencoder.name=nope")
     assert Path(tmp_path).exists()
+
+
+def test_the_autoencoders_lpips_term_adds_its_own_gradient(debug_cfg, tmp_path):
+    from faice.metrics.lpips import LPIPS
+    from faice.models.autoencoder import AutoencoderLoss, build_autoencoder
+
+    torch.manual_seed(0)
+    net = LPIPS()
+    torch.save(
+        {k: v for k, v in net.state_dict().items() if k.startswith("features.")}, tmp_path / "vgg16.pth"
+    )
+    torch.save({k: v.abs() for k, v in net.state_dict().items() if k.startswith("lin")}, tmp_path / "vgg.pth")
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def grads(weight):
+        cfg = debug_cfg(
+            "task=autoencoder", f"autoencoder.lpips_weight={weight}", f"autoencoder.lpips_path={tmp_path}"
+        )
+        torch.manual_seed(0)
+        model = build_autoencoder(cfg.autoencoder, 16)
+        loss_fn = AutoencoderLoss(cfg.autoencoder)
+        parts = loss_fn.parts(model, x, torch.Generator().manual_seed(1))
+        sum(parts.values()).backward()
+        return parts, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    (p0, g0), (p1, g1) = grads(0.0), grads(1.0)
+    assert "lpips" not in p0 and float(p1["lpips"]) > 0
+    torch.testing.assert_close(p0["recon"], p1["recon"])
+    assert (g1 - g0).abs().max() > 1e-6
