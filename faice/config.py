@@ -277,6 +277,20 @@ class LatentConfig:
 
 
 @dataclass
+class ConsistencyConfig:
+    teacher: str = opt(
+        "",
+        "task=consistency: the teacher's checkpoint or run folder (a search may write {best_of: SEARCH}); "
+        "the student copies its architecture, forward process and weights.",
+    )
+    loss: Literal["l2", "huber"] = opt("huber", "Distance between student and target: l2, or pseudo-Huber.")
+    huber_c: float = opt(0.001, "Pseudo-Huber constant c: sqrt(d^2 + c^2) - c.")
+    teacher_guidance_scale: float = opt(
+        1.0, "Classifier-free guidance of a conditional teacher's DDIM step (1 = none)."
+    )
+
+
+@dataclass
 class LogConfig:
     wandb: Literal["auto", "online", "offline", "disabled"] = opt(
         "auto", "W&B mode; auto = online when WANDB_API_KEY is set, else offline."
@@ -291,8 +305,10 @@ class LogConfig:
 @dataclass
 class Config:
     name: str = opt("faice", "Experiment name; the default run name.")
-    task: Literal["diffusion", "autoencoder"] = opt(
-        "diffusion", "What the run trains: a diffusion model (pixel or latent) or an autoencoder."
+    task: Literal["diffusion", "autoencoder", "consistency"] = opt(
+        "diffusion",
+        "What the run trains: a diffusion model (pixel or latent), an autoencoder, or a consistency model "
+        "distilled from a diffusion teacher.",
     )
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Dataset and loader."})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Denoiser architecture."})
@@ -303,6 +319,9 @@ class Config:
         default_factory=AutoencoderConfig, metadata={"help": "Autoencoder (task=autoencoder)."}
     )
     latent: LatentConfig = field(default_factory=LatentConfig, metadata={"help": "Latent diffusion."})
+    consistency: ConsistencyConfig = field(
+        default_factory=ConsistencyConfig, metadata={"help": "Consistency distillation (task=consistency)."}
+    )
     eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Periodic evaluation."})
     log: LogConfig = field(default_factory=LogConfig, metadata={"help": "Reporting."})
 
@@ -515,6 +534,15 @@ def validate(cfg: Config) -> None:
     for key in ("kl_weight", "commitment_weight", "lpips_weight"):
         if getattr(ae, key) < 0:
             raise ConfigError(f"autoencoder.{key}: must be >= 0, got {getattr(ae, key)}")
+    if cfg.task == "consistency":
+        if cfg.sample.sampler != "lcm":
+            raise ConfigError(
+                f"sample.sampler: a consistency model samples with lcm (1-4 steps), got {cfg.sample.sampler!r}"
+            )
+        if cfg.train.ema_decay <= 0:
+            raise ConfigError(
+                "train.ema_decay: consistency distillation's target network is the EMA; set e.g. 0.95"
+            )
     if cfg.task == "autoencoder" and cfg.latent.autoencoder:
         raise ConfigError(
             "latent.autoencoder: an autoencoder run (task=autoencoder) trains in pixel space; unset it"

@@ -17,6 +17,7 @@ _SUPPORTS = {
     "dpm-solver++": ("epsilon", "v_prediction", "sample"),
     "euler": ("epsilon", "v_prediction", "sample"),
     "heun": ("epsilon", "v_prediction", "sample"),
+    "lcm": ("epsilon", "v_prediction", "sample"),
 }
 # samplers that step in sigma and can space their sigmas as Karras et al. (2022) do
 KARRAS = ("dpm-solver++", "euler", "heun")
@@ -72,6 +73,15 @@ def _heun(common: dict, clip_sample: bool, karras: bool = False):
 
     # second order: two model evaluations per step except the last
     return HeunDiscreteScheduler(**common, use_karras_sigmas=karras)
+
+
+@SAMPLERS.register("lcm")
+def _lcm(common: dict, clip_sample: bool, karras: bool = False):
+    from diffusers import LCMScheduler
+
+    # consistency models (task=consistency): 1-4 steps picked from the 50-step DDIM schedule they were
+    # distilled on, with the boundary scalings of faice.consistency
+    return LCMScheduler(**common, original_inference_steps=50, timestep_scaling=10.0, clip_sample=False)
 
 
 def check_sampler(name: str, prediction_type: str) -> None:

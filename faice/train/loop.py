@@ -107,6 +107,10 @@ def train(
 ) -> RunResult:
     """Train `cfg` into `run_dir` (default runs/<run_name>); resume=True continues its latest checkpoint."""
     hooks = hooks or Hooks()
+    if cfg.task == "consistency":  # the student shares the teacher's architecture and forward process
+        from faice.consistency import adopt_teacher
+
+        cfg = adopt_teacher(cfg)
     run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
     # accelerate keeps one process-wide state; a second run in this process may use another precision
     AcceleratorState._reset_state(reset_partial_state=True)

@@ -91,17 +91,24 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
         ema=ema,
         optimizer=optimizer,
         lr_scheduler=lr_scheduler,
-        loss_fn=AutoencoderLoss(cfg.autoencoder, accelerator.device)
-        if cfg.task == "autoencoder"
-        else DiffusionLoss(cfg.diffusion, accelerator.device, tc.label_dropout if cond else 0.0, len(cond)),
+        loss_fn=build_loss(cfg, accelerator.device, ema),
         loader=loader,
         generator=torch.Generator(device=accelerator.device),
         label_columns=columns,
     )
 
 
+def teacher_model(cfg: Config) -> torch.nn.Module:
+    from faice.sampling import load_checkpoint_model
+
+    return load_checkpoint_model(cfg.consistency.teacher, use_ema=True)[0]
+
+
 def build_task_model(cfg: Config) -> torch.nn.Module:
-    """The network a run trains: an autoencoder, a denoiser on latents, or a denoiser on pixels."""
+    """The network a run trains: an autoencoder, a consistency student (a copy of its teacher), a
+    denoiser on latents, or a denoiser on pixels."""
+    if cfg.task == "consistency":
+        return teacher_model(cfg)
     if cfg.task == "autoencoder":
         return build_autoencoder(cfg.autoencoder, cfg.data.resolution)
     if cfg.latent.autoencoder:
@@ -110,6 +117,20 @@ def build_task_model(cfg: Config) -> torch.nn.Module:
         channels, side = latent_shape(cfg.latent.autoencoder, cfg.data.resolution)
         return build_model(cfg.model, side, channels)
     return build_model(cfg.model, cfg.data.resolution)
+
+
+def build_loss(cfg: Config, device: torch.device, ema: EMA | None):
+    cond = cfg.model.conditioning
+    if cfg.task == "autoencoder":
+        return AutoencoderLoss(cfg.autoencoder, device)
+    if cfg.task == "consistency":
+        from faice.conditioning import null_label
+        from faice.consistency import ConsistencyLoss
+
+        loss = ConsistencyLoss(cfg, teacher_model(cfg), device, null_label(len(cond)) if cond else None)
+        loss.target = ema.model  # the target network is the student's EMA
+        return loss
+    return DiffusionLoss(cfg.diffusion, device, cfg.train.label_dropout if cond else 0.0, len(cond))
 
 
 def build_loader(cfg: Config, accelerator: Accelerator):
