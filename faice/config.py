@@ -291,6 +291,25 @@ class ConsistencyConfig:
 
 
 @dataclass
+class TextConfig:
+    pretrained: str = opt(
+        "",
+        "task=text2image: a local Stable Diffusion folder (model_index.json, unet/, vae/, text_encoder/, "
+        "tokenizer/, scheduler/); nothing is downloaded.",
+    )
+    method: Literal["lora", "full"] = opt(
+        "lora", "Train LoRA adapters only, or the whole UNet (minus model.freeze)."
+    )
+    lora_rank: int = opt(4, "LoRA rank r.")
+    lora_alpha: float = opt(4.0, "LoRA alpha (the update is scaled by alpha / r).")
+    lora_targets: list[str] = opt(["to_q", "to_k", "to_v", "to_out.0"], "UNet modules that get adapters.")
+    caption_dropout: float = opt(0.1, "Share of captions replaced by the empty prompt in training (for CFG).")
+    gradient_checkpointing: bool = opt(
+        False, "Recompute UNet activations in the backward pass (less memory)."
+    )
+
+
+@dataclass
 class LogConfig:
     wandb: Literal["auto", "online", "offline", "disabled"] = opt(
         "auto", "W&B mode; auto = online when WANDB_API_KEY is set, else offline."
@@ -305,10 +324,10 @@ class LogConfig:
 @dataclass
 class Config:
     name: str = opt("faice", "Experiment name; the default run name.")
-    task: Literal["diffusion", "autoencoder", "consistency"] = opt(
+    task: Literal["diffusion", "autoencoder", "consistency", "text2image"] = opt(
         "diffusion",
-        "What the run trains: a diffusion model (pixel or latent), an autoencoder, or a consistency model "
-        "distilled from a diffusion teacher.",
+        "What the run trains: a diffusion model (pixel or latent), an autoencoder, a consistency model "
+        "distilled from a diffusion teacher, or a Stable Diffusion UNet on captions.",
     )
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Dataset and loader."})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Denoiser architecture."})
@@ -319,6 +338,7 @@ class Config:
         default_factory=AutoencoderConfig, metadata={"help": "Autoencoder (task=autoencoder)."}
     )
     latent: LatentConfig = field(default_factory=LatentConfig, metadata={"help": "Latent diffusion."})
+    text: TextConfig = field(default_factory=TextConfig, metadata={"help": "Text-to-image fine-tuning."})
     consistency: ConsistencyConfig = field(
         default_factory=ConsistencyConfig, metadata={"help": "Consistency distillation (task=consistency)."}
     )
@@ -534,6 +554,13 @@ def validate(cfg: Config) -> None:
     for key in ("kl_weight", "commitment_weight", "lpips_weight"):
         if getattr(ae, key) < 0:
             raise ConfigError(f"autoencoder.{key}: must be >= 0, got {getattr(ae, key)}")
+    if cfg.task == "text2image":
+        if cfg.train.ema_decay > 0:
+            raise ConfigError("train.ema_decay: text2image runs keep no EMA of the UNet; set 0")
+        if cfg.text.lora_rank < 1:
+            raise ConfigError(f"text.lora_rank: must be >= 1, got {cfg.text.lora_rank}")
+    if not 0 <= cfg.text.caption_dropout < 1:
+        raise ConfigError(f"text.caption_dropout: must be in [0, 1), got {cfg.text.caption_dropout}")
     if cfg.task == "consistency":
         if cfg.sample.sampler != "lcm":
             raise ConfigError(

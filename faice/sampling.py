@@ -59,6 +59,8 @@ def generate(
     `condition_labels` (cfg.sample.attributes fixed, the other attributes as in the training data)."""
     if cfg.task == "autoencoder":  # an autoencoder's "samples": reconstructions of held-out faces
         return reconstructions(model, cfg, n, batch_size)
+    if cfg.task == "text2image":  # prompts: the held-out faces' captions
+        return text_samples(model, cfg, n, seed, batch_size, overrides.get("num_inference_steps"))
     s = {
         k: getattr(cfg.sample, k)
         for k in ("sampler", "num_inference_steps", "eta", "clip_sample", "karras_sigmas", "guidance_scale")
@@ -115,6 +117,36 @@ def decode_latents(cfg: Config, latents: torch.Tensor, batch_size: int = 64) -> 
     ])  # fmt: skip
 
 
+def heldout_prompts(cfg: Config, n: int) -> list[str]:
+    """`n` prompts: the captions of the test split (the training split when there is none), repeated."""
+    from faice.data.shards import read_captions_column, read_manifest
+
+    split = "test" if "test" in read_manifest(cfg.data.path)["splits"] else cfg.data.split
+    captions = [c for c in read_captions_column(cfg.data.path, split) if c] or ["a photo of a face"]
+    return [captions[i % len(captions)] for i in range(n)]
+
+
+def text_samples(
+    model, cfg: Config, n: int, seed: int, batch_size: int = 64, steps: int | None = None
+) -> torch.Tensor:
+    """Images (n, 3, H, W) in [-1, 1] of the SD pipeline with the trained UNet, from held-out captions,
+    with the folder's scheduler and classifier-free guidance sample.guidance_scale."""
+    from faice.text2image import pipeline_for
+
+    pipe = pipeline_for(cfg, model).to(next(model.parameters()).device)
+    generator = torch.Generator().manual_seed(seed)
+    prompts, out = heldout_prompts(cfg, n), []
+    was_training = model.training
+    model.eval()
+    for i in range(0, n, batch_size):
+        images = pipe(prompts[i : i + batch_size], num_inference_steps=steps or cfg.sample.num_inference_steps,
+                      guidance_scale=cfg.sample.guidance_scale, generator=generator, height=cfg.data.resolution,
+                      width=cfg.data.resolution, output_type="pt").images  # fmt: skip
+        out.append(images.float().cpu() * 2 - 1)
+    model.train(was_training)
+    return torch.cat(out)
+
+
 def heldout_images(cfg: Config, n: int) -> np.ndarray:
     """The first `n` uint8 images of the test split (the training split when there is none)."""
     from faice.data.shards import read_manifest
@@ -164,6 +196,13 @@ def load_checkpoint_model(ckpt: str | Path, use_ema: bool = True) -> tuple[torch
     """(model, its run config, checkpoint path); the EMA weights when asked for and present."""
     ckpt = resolve_checkpoint(ckpt)
     cfg = load_config(ckpt / "config.yaml")
+    if cfg.task == "text2image":  # the SD folder's UNet with the run's adapters or weights
+        from faice.text2image import build_unet
+        from faice.train.checkpoint import load_weights
+
+        model = build_unet(cfg)
+        load_weights(model, ckpt / "model")
+        return model, cfg, ckpt
     folder = ckpt / "ema" if use_ema and (ckpt / "ema").exists() else ckpt / "model"
     return load_model(folder), cfg, ckpt
 

@@ -318,3 +318,18 @@ def read_attributes(root: Path | str, split: str, names: list[str] | tuple[str, 
         table = pq.read_table(root / shard["file"], columns=columns)
         parts.append(np.stack([table.column(c).to_numpy(zero_copy_only=False) for c in columns], 1))
     return np.concatenate(parts).astype(np.int8) if parts else np.zeros((0, len(names)), np.int8)
+
+
+def read_captions_column(root: Path | str, split: str) -> list[str]:
+    """The caption of every image of `split`, in manifest order ("" where there is none)."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    if split not in manifest["splits"]:
+        raise ValueError(f"{root} has no split {split!r}; splits: {', '.join(manifest['splits'])}")
+    out: list[str] = []
+    for shard in manifest["splits"][split]["shards"]:
+        out += [
+            c or ""
+            for c in pq.read_table(root / shard["file"], columns=["caption"]).column("caption").to_pylist()
+        ]
+    return out

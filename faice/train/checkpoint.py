@@ -70,7 +70,7 @@ def save_checkpoint(
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    model.save_pretrained(tmp / "model")
+    save_model(model, tmp / "model")
     if ema_model is not None:
         ema_model.save_pretrained(tmp / "ema")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -95,9 +95,25 @@ def load_tensors(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def save_model(model: torch.nn.Module, folder: Path) -> None:
+    """save_pretrained, or for a model with LoRA adapters only the adapters (diffusers' LoRA layout)."""
+    if getattr(model, "peft_config", None):
+        from faice.text2image import save_lora
+
+        peft = model.peft_config["default"]
+        save_lora(model, folder, peft.r, peft.lora_alpha, sorted(peft.target_modules))
+    else:
+        model.save_pretrained(folder)
+
+
 def load_weights(module: torch.nn.Module, folder: str | Path) -> None:
-    """Copy weights saved with save_pretrained in `folder` into an existing module."""
+    """Copy weights saved with save_pretrained in `folder` into an existing module (or its adapters)."""
     from safetensors.torch import load_file
+
+    if getattr(module, "peft_config", None):
+        from faice.text2image import load_lora_into
+
+        return load_lora_into(module, folder)
 
     files = sorted(Path(folder).glob("*.safetensors"))
     if not files:

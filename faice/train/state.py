@@ -109,6 +109,10 @@ def build_task_model(cfg: Config) -> torch.nn.Module:
     denoiser on latents, or a denoiser on pixels."""
     if cfg.task == "consistency":
         return teacher_model(cfg)
+    if cfg.task == "text2image":
+        from faice.text2image import build_unet
+
+        return build_unet(cfg)
     if cfg.task == "autoencoder":
         return build_autoencoder(cfg.autoencoder, cfg.data.resolution)
     if cfg.latent.autoencoder:
@@ -123,6 +127,10 @@ def build_loss(cfg: Config, device: torch.device, ema: EMA | None):
     cond = cfg.model.conditioning
     if cfg.task == "autoencoder":
         return AutoencoderLoss(cfg.autoencoder, device)
+    if cfg.task == "text2image":
+        from faice.text2image import Text2ImageLoss
+
+        return Text2ImageLoss(cfg, device)
     if cfg.task == "consistency":
         from faice.conditioning import null_label
         from faice.consistency import ConsistencyLoss
@@ -150,7 +158,7 @@ def build_loader(cfg: Config, accelerator: Accelerator):
 def load_into(state: TrainState, ckpt: str | Path) -> None:
     """Restore weights, EMA, optimizer, lr schedule and progress from a checkpoint folder."""
     ckpt = Path(ckpt)
-    load_weights(state.accelerator.unwrap_model(state.model), ckpt / "model")
+    load_weights(state.accelerator.unwrap_model(state.model), ckpt / "model")  # adapters of a LoRA run
     if state.ema is not None:
         load_weights(state.ema.model, ckpt / "ema" if (ckpt / "ema").exists() else ckpt / "model")
     state.optimizer.load_state_dict(load_tensors(ckpt / "optimizer.pt"))
@@ -168,6 +176,8 @@ def train_step(state: TrainState, batches: Iterator[dict]) -> float:
         labels = None
         if state.label_columns is not None:
             labels = encode(batch["attrs"][:, state.label_columns]).to(acc.device)
+        elif state.cfg.task == "text2image":
+            labels = batch["caption"]  # the loss tokenizes them (after caption dropout)
         seed = step_seed(tc.seed, acc.process_index, p.step, micro)
         state.generator.manual_seed(seed)
         torch.manual_seed(seed)
