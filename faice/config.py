@@ -307,6 +307,8 @@ class TextConfig:
     gradient_checkpointing: bool = opt(
         False, "Recompute UNet activations in the backward pass (less memory)."
     )
+    prompts_file: str = opt("", "Evaluation prompts, one per line (empty = the held-out faces' captions).")
+    clip_path: str = opt("", "A local CLIP model folder: evaluation adds clip_score[clip] (empty = off).")
 
 
 @dataclass

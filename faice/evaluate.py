@@ -114,6 +114,13 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, extractor: Extractor | N
         num_inference_steps=steps,
     )
     result = score(to_uint8(images), ref, extractor, cfg)
+    if cfg.task == "text2image" and cfg.text.clip_path:  # text-image agreement of the same samples
+        from faice.metrics.clip import clip_score, load_clip
+        from faice.sampling import heldout_prompts
+
+        clip, tokenizer = load_clip(cfg.text.clip_path)
+        prompts = heldout_prompts(cfg, len(result.images))
+        result.metrics[metric_key("clip_score", "clip")] = clip_score(clip, tokenizer, result.images, prompts)
     result.info.update(sampler=sampler, sampler_steps=steps, eval_seconds=time.perf_counter() - t0)
     return result
 

@@ -46,7 +46,9 @@ def export_pipeline(
 
     import faice.pipeline
 
-    model, cfg, _ = load_checkpoint_model(checkpoint, use_ema=use_ema)
+    model, cfg, ckpt = load_checkpoint_model(checkpoint, use_ema=use_ema)
+    if cfg.task == "text2image":
+        return export_text2image(cfg, ckpt, Path(out))
     sampler = sampler or cfg.sample.sampler
     latent = bool(cfg.latent.autoencoder)
     clip = cfg.sample.clip_sample and not latent
@@ -70,4 +72,21 @@ def export_pipeline(
     index = json.loads((out / "model_index.json").read_text())
     index["_class_name"] = [CUSTOM_FILE, "FaicePipeline"]
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return out
+
+
+def export_text2image(cfg, ckpt: Path, out: Path) -> Path:
+    """A complete StableDiffusionPipeline folder: the SD folder with the fine-tuned UNet (a LoRA run's
+    adapters fused into it; the adapters themselves also go to out/lora/ for load_lora_weights)."""
+    from faice.text2image import LORA_FILE, pipeline_for
+
+    pipe = pipeline_for(cfg, ckpt)
+    lora = ckpt / "model" / LORA_FILE
+    if lora.exists():
+        pipe.fuse_lora()
+        pipe.unload_lora_weights()
+    pipe.save_pretrained(out)
+    if lora.exists():
+        (out / "lora").mkdir(exist_ok=True)
+        shutil.copyfile(lora, out / "lora" / LORA_FILE)
     return out

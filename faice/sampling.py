@@ -118,9 +118,13 @@ def decode_latents(cfg: Config, latents: torch.Tensor, batch_size: int = 64) -> 
 
 
 def heldout_prompts(cfg: Config, n: int) -> list[str]:
-    """`n` prompts: the captions of the test split (the training split when there is none), repeated."""
+    """`n` prompts: text.prompts_file's lines, or the captions of the test split (the training split when
+    there is none), repeated."""
     from faice.data.shards import read_captions_column, read_manifest
 
+    if cfg.text.prompts_file:
+        lines = [ln.strip() for ln in Path(cfg.text.prompts_file).read_text().splitlines() if ln.strip()]
+        return [lines[i % len(lines)] for i in range(n)]
     split = "test" if "test" in read_manifest(cfg.data.path)["splits"] else cfg.data.split
     captions = [c for c in read_captions_column(cfg.data.path, split) if c] or ["a photo of a face"]
     return [captions[i % len(captions)] for i in range(n)]

@@ -124,3 +124,60 @@ def test_text2image_errors_name_the_key(debug_cfg, tmp_path):
         debug_cfg("task=text2image")
     with pytest.raises(ConfigError, match="text.caption_dropout"):
         debug_cfg("text.caption_dropout=1.5")
+
+
+def test_export_is_a_complete_pipeline_with_the_adapters_fused(lora_run, sd_folder, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from faice.cli import main
+
+    out = tmp_path / "pipe"
+    assert main(["export", str(lora_run.checkpoint), str(out)]) == 0
+    assert (out / "lora" / "pytorch_lora_weights.safetensors").exists()
+
+    def images(pipe):
+        pipe.set_progress_bar_config(disable=True)
+        return pipe("a man with glasses", num_inference_steps=2, height=16, width=16, output_type="np",
+                    generator=torch.Generator().manual_seed(1)).images  # fmt: skip
+
+    exported = StableDiffusionPipeline.from_pretrained(
+        out, safety_checker=None, requires_safety_checker=False
+    )
+    base = StableDiffusionPipeline.from_pretrained(
+        sd_folder, safety_checker=None, requires_safety_checker=False
+    )
+    base.load_lora_weights(lora_run.checkpoint / "model")
+    np.testing.assert_allclose(images(exported), images(base), atol=1e-4)
+
+
+def test_evaluation_scores_prompts_with_fid_and_clip_score(lora_run, tmp_path):
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    from faice.evaluate import checkpoint_config, evaluate_checkpoint
+    from faice.metrics.clip import clip_score
+    from faice.sampling import heldout_prompts
+
+    sd = checkpoint_config(lora_run.checkpoint)[0]
+    tokenizer = CLIPTokenizer.from_pretrained(Path(sd.text.pretrained) / "tokenizer")
+    torch.manual_seed(0)
+    clip = CLIPModel(CLIPConfig(
+        text_config=dict(vocab_size=tokenizer.vocab_size + 2, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                         num_attention_heads=4, max_position_embeddings=32),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=32, patch_size=8),
+        projection_dim=16,
+    ))  # fmt: skip
+    clip.save_pretrained(tmp_path / "clip")
+    tokenizer.save_pretrained(tmp_path / "clip")
+    (tmp_path / "prompts.txt").write_text("a smiling woman\na man with glasses\n")
+    result, _ = evaluate_checkpoint(lora_run.checkpoint, [
+        "eval.num_samples=4", "eval.kid_subset_size=4", "eval.num_inference_steps=2",
+        f"text.clip_path={tmp_path / 'clip'}", f"text.prompts_file={tmp_path / 'prompts.txt'}",
+    ])  # fmt: skip
+    assert {"fid[faice-tiny]", "clip_score[clip]"} <= set(result.metrics)
+    cfg = sd
+    cfg.text.prompts_file = str(tmp_path / "prompts.txt")
+    prompts = heldout_prompts(cfg, 4)
+    assert prompts == ["a smiling woman", "a man with glasses"] * 2
+    by_hand = clip_score(clip.eval(), tokenizer, result.images, prompts)
+    assert result.metrics["clip_score[clip]"] == pytest.approx(by_hand) and 0 <= by_hand <= 100
