@@ -35,6 +35,13 @@ def lora_run(sd_folder, debug_data, tmp_path_factory):
     return train(cfg, run_dir=out / "lora")
 
 
+def images(pipe, prompt: str = "a smiling young woman", seed: int = 0) -> np.ndarray:
+    """Two-step 16 px samples of an SD pipeline for `prompt`."""
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(prompt, num_inference_steps=2, height=16, width=16, output_type="np",
+                generator=torch.Generator().manual_seed(seed)).images  # fmt: skip
+
+
 def test_lora_adapters_are_small_and_the_only_thing_that_learns(debug_cfg, sd_folder):
     from faice.text2image import Text2ImageLoss, build_unet
 
@@ -60,11 +67,6 @@ def test_a_lora_run_saves_adapters_that_diffusers_loads_and_that_change_the_outp
         model_dir / "config.json"
     ).exists()
     assert (lora_run.run_dir / "samples" / "final" / "grid.png").exists()
-
-    def images(pipe):
-        pipe.set_progress_bar_config(disable=True)
-        return pipe("a smiling young woman", num_inference_steps=2, height=16, width=16, output_type="np",
-                    generator=torch.Generator().manual_seed(0)).images  # fmt: skip
 
     base = StableDiffusionPipeline.from_pretrained(
         sd_folder, safety_checker=None, requires_safety_checker=False
@@ -135,11 +137,6 @@ def test_export_is_a_complete_pipeline_with_the_adapters_fused(lora_run, sd_fold
     assert main(["export", str(lora_run.checkpoint), str(out)]) == 0
     assert (out / "lora" / "pytorch_lora_weights.safetensors").exists()
 
-    def images(pipe):
-        pipe.set_progress_bar_config(disable=True)
-        return pipe("a man with glasses", num_inference_steps=2, height=16, width=16, output_type="np",
-                    generator=torch.Generator().manual_seed(1)).images  # fmt: skip
-
     exported = StableDiffusionPipeline.from_pretrained(
         out, safety_checker=None, requires_safety_checker=False
     )
@@ -147,7 +144,8 @@ def test_export_is_a_complete_pipeline_with_the_adapters_fused(lora_run, sd_fold
         sd_folder, safety_checker=None, requires_safety_checker=False
     )
     base.load_lora_weights(lora_run.checkpoint / "model")
-    np.testing.assert_allclose(images(exported), images(base), atol=1e-4)
+    prompt = "a man with glasses"
+    np.testing.assert_allclose(images(exported, prompt, 1), images(base, prompt, 1), atol=1e-4)
 
 
 def test_evaluation_scores_prompts_with_fid_and_clip_score(lora_run, tmp_path):

@@ -1,14 +1,10 @@
 """A 2-trial consistency search (l2 vs pseudo-Huber) at debug size on a real local Ray cluster, every
 checkpoint scored with 2-step LCM sampling by the evaluation pool (on the training node's spare CPU)."""
 
-import csv
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.tune.tiny_search import run_tiny_search
+
 pytestmark = [pytest.mark.slow]
 
 
@@ -19,20 +15,9 @@ def test_consistency_search_distils_a_teacher_on_the_pool(ray_cluster, debug_dat
 
     teacher = train(load_config("debug.yaml", [f"data.path={debug_data}", "train.max_steps=4"]),
                     run_dir=tmp_path / "teacher")  # fmt: skip
-    cmd = [
-        sys.executable, "-m", "tune.search", "--space", "consistency.yaml", "--storage", str(tmp_path),
-        "--address", ray_cluster.address, "--verbose", "0", f"config.data.path={debug_data}",
-        f"config.consistency.teacher={teacher.run_dir}", "config.data.resolution=16",
-        "config.train.batch_size=8", "config.train.log_every=2", "config.train.checkpoint_every=3",
-        "config.eval.num_samples=8", "config.eval.kid_subset_size=8", "config.eval.kid_subsets=4",
-        "config.eval.grid_images=4", "config.data.num_workers=0", "config.log.wandb=disabled",
-        "budget.max_steps=6",
-    ]  # fmt: skip
-    out = subprocess.run(cmd, cwd=REPO, env=ray_cluster.env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
-    assert "evaluation pool of 1 slot(s)" in out.stdout
-    with (tmp_path / "consistency" / "results.csv").open() as f:
-        rows = list(csv.DictReader(f))
+    stdout, rows = run_tiny_search(ray_cluster, tmp_path, "consistency.yaml", debug_data,
+                                   f"config.consistency.teacher={teacher.run_dir}")  # fmt: skip
+    assert "evaluation pool of 1 slot(s)" in stdout
     from faice.config import read_yaml
 
     runs = tmp_path / "consistency" / "runs"
