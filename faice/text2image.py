@@ -182,18 +182,20 @@ class Text2ImageLoss:
 
 def pipeline_for(cfg, unet_or_ckpt) -> object:
     """A StableDiffusionPipeline of the SD folder with the trained UNet (a module, or a checkpoint folder:
-    LoRA adapters loaded with load_lora_weights, or a full UNet)."""
-    from diffusers import StableDiffusionPipeline
+    LoRA adapters loaded with load_lora_weights, or a full UNet); a given UNet is not loaded twice."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
     folder = _sd_folder(cfg.text.pretrained)
-    pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
-    if isinstance(unet_or_ckpt, torch.nn.Module):
-        pipe.unet = unet_or_ckpt
-    elif (Path(unet_or_ckpt) / "model" / LORA_FILE).exists():
-        pipe.load_lora_weights(Path(unet_or_ckpt) / "model")
-    else:
-        from diffusers import UNet2DConditionModel
-
-        pipe.unet = UNet2DConditionModel.from_pretrained(Path(unet_or_ckpt) / "model")
+    unet, lora = unet_or_ckpt, None
+    if not isinstance(unet_or_ckpt, torch.nn.Module):
+        saved = Path(unet_or_ckpt) / "model"
+        lora = saved if (saved / LORA_FILE).exists() else None
+        unet = None if lora else UNet2DConditionModel.from_pretrained(saved)
+    given = {"unet": unet} if unet is not None else {}
+    pipe = StableDiffusionPipeline.from_pretrained(
+        folder, safety_checker=None, requires_safety_checker=False, **given
+    )
+    if lora is not None:
+        pipe.load_lora_weights(lora)
     pipe.set_progress_bar_config(disable=True)
     return pipe

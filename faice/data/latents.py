@@ -72,13 +72,22 @@ def latent_shape(path: str | Path, resolution: int) -> tuple[int, int]:
 
 
 def autoencoder_hash(path: str | Path) -> str:
-    """Content hash of the autoencoder's config and weights (what the latents depend on)."""
+    """Content hash of the autoencoder's config and weights (what the latents depend on); computed once
+    per process while the files are unchanged (an SD VAE is hundreds of MB)."""
     folder, _ = autoencoder_folder(path)
+    files = tuple(
+        (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file()
+    )
+    return _content_hash(str(folder), files)
+
+
+@functools.lru_cache(maxsize=16)
+def _content_hash(folder: str, files: tuple) -> str:
     digest = hashlib.sha256()
-    for file in sorted(folder.iterdir()):
-        if file.is_file():
-            digest.update(file.name.encode())
-            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    for name, _, _ in files:
+        digest.update(name.encode())
+        with open(Path(folder) / name, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
     return digest.hexdigest()[:16]
 
 
