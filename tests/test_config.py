@@ -63,7 +63,7 @@ def test_explicit_model_fields_beat_the_preset():
         ("train.lrr=1", "unknown config key 'train.lrr'; valid keys: batch_size"),
         ("diffusion.prediction_type=x", "valid choices: epsilon, v_prediction, sample"),
         ("diffusion.beta_schedule=cos", "valid choices: cosine, linear, scaled_linear, sigmoid"),
-        ("sample.sampler=lms", "valid choices: ddim, ddpm, dpm-solver++, euler, heun, pndm"),
+        ("sample.sampler=lms", "valid choices: ddim, ddpm, dpm-solver++, euler, heun, lcm, pndm"),
         ("data.hflip=maybe", "data.hflip: expected true or false"),
         ("train.batch_size=0", "train.batch_size: must be positive"),
         ("train.max_steps=1.5", "train.max_steps: expected an integer"),
