@@ -50,11 +50,8 @@ def build_unet(cfg) -> torch.nn.Module:
     if cfg.text.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     if cfg.text.method == "lora":
-        from peft import LoraConfig
-
         unet.requires_grad_(False)
         unet.add_adapter(lora_config(cfg.text))
-        assert isinstance(unet.peft_config["default"], LoraConfig)
     else:
         freeze(unet, cfg.model.freeze)
     return unet
@@ -69,10 +66,6 @@ def lora_config(text_cfg):
         init_lora_weights="gaussian",
         target_modules=list(text_cfg.lora_targets),
     )
-
-
-def is_lora(model) -> bool:
-    return bool(getattr(getattr(model, "module", model), "peft_config", None))
 
 
 def lora_state(unet) -> dict[str, torch.Tensor]:

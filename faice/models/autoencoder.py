@@ -38,11 +38,6 @@ def autoencoder_kwargs(cfg, resolution: int) -> dict:
     return kw
 
 
-def downsampling(model) -> int:
-    """How many pixels of the image one latent position covers (per side)."""
-    return 2 ** (len(model.config.block_out_channels) - 1)
-
-
 def build_autoencoder(cfg, resolution: int) -> torch.nn.Module:
     """A fresh autoencoder of `cfg` (AutoencoderConfig, preset resolved), or the local `cfg.pretrained`."""
     from diffusers import AutoencoderKL, VQModel
