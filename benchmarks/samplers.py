@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import machine, write_result  # noqa: E402
+from benchmarks.common import machine, train_demo_model, write_result  # noqa: E402
 
 TARGET, TOLERANCE = 1.0, 0.10
 
@@ -37,30 +37,14 @@ def main() -> int:
 
     import torch
 
-    from faice.config import load_config
     from faice.diffusion.samplers import SAMPLERS
     from faice.evaluate import reference_for, score
     from faice.metrics.features import build_extractor
-    from faice.sampling import generate, to_uint8
-    from faice.train.loop import train
+    from faice.sampling import generate, load_checkpoint_model, to_uint8
 
     work = Path(tempfile.mkdtemp(prefix="faice-samplers-"))
-    cfg = load_config(
-        REPO / "configs" / "demo.yaml",
-        [
-            f"data.path={work / 'data'}", "data.synthetic_count=1024", "data.num_workers=0",
-            f"train.output_dir={work / 'runs'}", f"train.max_steps={args.train_steps}", "train.batch_size=32",
-            "train.checkpoint_every=0", "eval.every=0", "eval.num_samples=0", "eval.grid_images=4",
-            "sample.num_inference_steps=10", f"eval.extractor={args.extractor}", "eval.reference_images=1024",
-            f"eval.stats_dir={work / 'stats'}", "log.wandb=disabled", "log.progress=false",
-        ],
-    )  # fmt: skip
-    t0 = time.perf_counter()
-    result = train(cfg, run_dir=work / "runs" / "model")
-    train_s = time.perf_counter() - t0
-    from faice.sampling import load_checkpoint_model
-
-    model, cfg, _ = load_checkpoint_model(result.checkpoint, use_ema=True)
+    checkpoint, train_s = train_demo_model(work, args.train_steps, args.extractor)
+    model, cfg, _ = load_checkpoint_model(checkpoint, use_ema=True)
     extractor = build_extractor(args.extractor, cfg.eval)
     ref = reference_for(cfg, extractor)
     metric = f"fid[{args.extractor}]"

@@ -1,4 +1,4 @@
-"""The `faice` command line: data, train, sample, evaluate, export, config, results, demo.
+"""The `faice` command line: data, train, sample, evaluate, export, config, results, report, compare, demo.
 
 Bad input exits non-zero with one line naming the problem (no traceback).
 """
@@ -167,6 +167,24 @@ def cmd_results(args: argparse.Namespace) -> int:
     from faice.results import results_command
 
     return results_command(args.search)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from faice.report import build_report
+    from faice.sweep import DEFAULT_PLAN, parse_plan
+
+    plan = None if args.sweep == "none" else parse_plan(args.sweep) if args.sweep else DEFAULT_PLAN
+    result = build_report(args.search, args.out, plan, args.sweep_samples)
+    print(f"html: {result['html']}\nmd: {result['md']}")
+    if result["wandb"]["link"]:
+        print(f"W&B: {result['wandb']['link']}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from faice.report import compare_command
+
+    return compare_command(args.searches, args.out)
 
 
 def _eval_overrides(args: argparse.Namespace) -> list[str]:
@@ -370,6 +388,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("search", help="a search folder: <storage>/<search name> (has search.yaml)")
     p.set_defaults(fn=cmd_results)
+
+    p = sub.add_parser(
+        "report",
+        help="a search's report: sortable table, curves, FID vs sampling steps, Pareto plot, best sample "
+        "grids, config diffs (self-contained HTML + markdown), from disk alone",
+        epilog="e.g. faice report runs/searches/demo-asha --sweep 'ddpm:25,1000;ddim:10,50' (the sweep samples "
+        "the best checkpoint once per sampler and step count; cached in <out>/sampling-steps.json)",
+        formatter_class=fmt,
+    )
+    p.add_argument("search", help="a search folder: <storage>/<search name> (has search.yaml)")
+    p.add_argument("--out", default=None, help="output folder (default: <search>/report)")
+    p.add_argument(
+        "--sweep",
+        default=None,
+        help="samplers and step counts for FID vs sampling steps, SAMPLER:STEPS,...;... or none "
+        "(default: ddpm:25,100,1000;ddim:10,25,50;pndm:10,25,50;dpm-solver++:10,25)",
+    )
+    p.add_argument(
+        "--sweep-samples", type=int, default=None, help="images per sweep point (default: eval.num_samples)"
+    )
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser(
+        "compare",
+        help="the best trial of several searches in one table, with the metric columns they share",
+        epilog="e.g. faice compare runs/searches/dit-vs-unet runs/searches/unet-architecture --out cmp.md; "
+        "a column is one metric of one extractor, so fid[faice-tiny] and fid[inception] never mix",
+        formatter_class=fmt,
+    )
+    p.add_argument("searches", nargs="+", help="search folders (<storage>/<search name>)")
+    p.add_argument("--out", default=None, help="also write the table as markdown here (and a .csv twin)")
+    p.set_defaults(fn=cmd_compare)
 
     cluster = sub.add_parser("cluster", help="lab cluster tools", formatter_class=fmt)
     clsub = cluster.add_subparsers(dest="cluster_command", required=True)

@@ -279,23 +279,28 @@ def _counts(rows: list[TrialRow]) -> str:
     return ", ".join(f"{statuses.count(s)} {s}" for s in dict.fromkeys([FINISHED, STOPPED, *statuses]))
 
 
-def write_tables(rows: list[TrialRow], search_dir: str | Path, spec: dict) -> tuple[Path, Path]:
-    """Write results.csv (one row per trial) and results.md (ranked, best first); returns both paths."""
-    search_dir = Path(search_dir)
+def table_cells(rows: list[TrialRow], spec: dict) -> tuple[list[TrialRow], list[dict]]:
+    """(rows ranked best first, their results.csv cells without `grid`): the one table results.csv,
+    results.md and `faice report` all show."""
     metric, mode = _metric_mode(spec)
     keys = _diff_keys(rows)
     evals = eval_columns(rows, metric)
     ranked = rank(rows, mode)
+    empty = {"trial_id": None, "status": None, **dict.fromkeys(keys), **_columns(TrialRow("", ""), metric, evals)}
     table = [
-        {
-            "trial_id": r.trial_id,
-            "status": r.status,
-            **{k: r.diff.get(k) for k in keys},
-            **_columns(r, metric, evals),
-        }
+        {**empty, "trial_id": r.trial_id, "status": r.status, **{k: r.diff.get(k) for k in keys},
+         **_columns(r, metric, evals)}
         for r in ranked
-    ]
-    header = ["trial_id", "status", *keys, *_columns(TrialRow("", ""), metric, evals), "grid"]
+    ]  # fmt: skip
+    return ranked, table or [empty]
+
+
+def write_tables(rows: list[TrialRow], search_dir: str | Path, spec: dict) -> tuple[Path, Path]:
+    """Write results.csv (one row per trial) and results.md (ranked, best first); returns both paths."""
+    search_dir = Path(search_dir)
+    ranked, table = table_cells(rows, spec)
+    header = [*table[0], "grid"]
+    table = table[: len(ranked)]
     csv_path = search_dir / "results.csv"
     with csv_path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)
@@ -329,8 +334,67 @@ def _markdown(ranked: list[TrialRow], table: list[dict], search_dir: Path, spec:
     for r, cells in zip(ranked, table, strict=True):
         values = [*(_fmt(v) for v in cells.values()), _relative(r.grid, search_dir)]
         lines.append("| " + " | ".join(v.replace("|", "\\|") for v in values) + " |")
+    lines += seed_table(ranked, metric, mode)
     lines += _eval_notes(ranked)
     return "\n".join(lines) + "\n"
+
+
+SEED_KEY = "train.seed"  # trials that differ only here are one configuration run with several seeds
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def by_configuration(rows: list[TrialRow], metric: str, mode: str) -> list[dict]:
+    """Trials grouped by their config diff without train.seed, best mean first: {config, diff, trials,
+    seeds, n, <col>: (mean, std, n)} for best_<metric> and every evaluation column."""
+    groups: dict[str, list[TrialRow]] = {}
+    for row in rows:
+        diff = {k: v for k, v in row.diff.items() if k != SEED_KEY}
+        groups.setdefault(json.dumps(diff, sort_keys=True, default=str), []).append(row)
+    out = []
+    for key, members in groups.items():
+        entry: dict[str, Any] = {"diff": json.loads(key), "config": short_diff(json.loads(key)),
+                                 "trials": [r.trial_id for r in members], "n": len(members),
+                                 "seeds": [r.diff.get(SEED_KEY, "base") for r in members]}  # fmt: skip
+        columns = {f"best_{metric}": [r.best for r in members]}
+        for name in eval_columns(members, metric):
+            columns[name] = [r.evals.get(name) for r in members]
+        for name, values in columns.items():
+            values = [v for v in values if _finite(v)]
+            entry[name] = (*mean_std(values), len(values)) if values else None
+        out.append(entry)
+    sign = 1 if mode == "min" else -1
+    best = f"best_{metric}"
+    return sorted(out, key=lambda e: (e[best] is None, sign * e[best][0] if e[best] else 0.0))
+
+
+def format_mean_std(cell: tuple[float, float, int] | None) -> str:
+    """`52.63 ± 1.2 (n=3)`; a single run shows its value alone."""
+    if cell is None:
+        return ""
+    mean, std, n = cell
+    return f"{mean:.4g}" if n < 2 else f"{mean:.4g} ± {std:.2g} (n={n})"
+
+
+def seed_table(rows: list[TrialRow], metric: str, mode: str) -> list[str]:
+    """Markdown lines of the across-seeds table (empty when no configuration ran with several seeds)."""
+    groups = by_configuration(rows, metric, mode)
+    if not any(g["n"] > 1 for g in groups):
+        return []
+    columns = [c for c in groups[0] if c.startswith("best_") or "[" in c]
+    lines = ["", "## Across seeds: mean ± standard deviation over each configuration's seeds", "",
+             "| configuration | seeds | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]  # fmt: skip
+    for g in groups:
+        seeds = ", ".join(map(str, g["seeds"]))
+        cells = [g["config"].replace("|", "\\|"), seeds, *(format_mean_std(g.get(c)) for c in columns)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _eval_notes(rows: list[TrialRow]) -> list[str]:

@@ -173,6 +173,8 @@ class SearchSpec:
     evaluation: EvalPool = field(default_factory=EvalPool)
     space: list[Param] = field(default_factory=list)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: str | None = None  # which of the file's `scales:` this spec is (tiny | paper); a label only
+    seeds: list[int] = field(default_factory=list)  # train.seed grid: every configuration once per seed
 
     @property
     def keys(self) -> list[str]:
@@ -213,7 +215,13 @@ class SearchSpec:
     def to_dict(self) -> dict:
         """The resolved spec in the YAML format above (base as an absolute path)."""
         out = dataclasses.asdict(self)
-        out["space"] = {p.key: {p.kind: list(p.args)} for p in self.space if p.key != VARIANT}
+        own = {VARIANT, SEED} if self.seeds else {VARIANT}
+        out["space"] = {p.key: {p.kind: list(p.args)} for p in self.space if p.key not in own}
+        picked = next((p.args for p in self.space if p.key == VARIANT), ())
+        out["variants"] = {name: out["variants"][name] for name in picked}  # only the variants it runs
+        for key in ("scale", "seeds"):
+            if not out[key]:
+                del out[key]
         return _plain(out)
 
     def dump(self, path: str | Path) -> None:
@@ -250,12 +258,94 @@ def load_space(
 ) -> SearchSpec:
     """Read, override and validate a search-space YAML (a path, or a file name in tune/spaces/).
 
-    A `profile` (configs/profiles/) is applied first, so `overrides` from the command line win."""
+    The scale (`scale=tiny` among `overrides`, else the file's `scale:`) is merged in first, then a
+    `profile` (configs/profiles/), then `overrides` from the command line, which win."""
     tree, path = read_mapping(path, "search space", SPACES_DIR)
+    overrides = list(overrides)
+    chosen = [value for key, value in parse_overrides(overrides) if key == "scale"]
+    apply_scale(tree, str(chosen[-1]) if chosen else None)
+    overrides = [o for o in overrides if o.partition("=")[0].strip() != "scale"]
     if profile:
         apply_profile(tree, load_profile(profile))
     _apply_overrides(tree, overrides)
     return from_dict(tree, default_name=path.stem, folder=path.resolve().parent)
+
+
+SCALE_KEYS = ("extends", "base", "overrides", "metric", "mode", "budget", "scheduler", "searcher", "trial",
+              "evaluation", "space", "variants", "seeds")  # fmt: skip
+"""What a scale may set; sections are merged key by key into the file's own."""
+SCALES_DIR = Path(__file__).resolve().parent / "scales"
+
+
+def scale_names() -> list[str]:
+    return sorted(p.stem for p in SCALES_DIR.glob("*.yaml"))
+
+
+def apply_scale(tree: dict, scale: str | None) -> None:
+    """Merge `scales.<scale>` (default: the file's `scale:`, else its first scale) into the search tree.
+
+    One space, several sizes: `tiny` (synthetic faces on a CPU, minutes) and `paper` (the original's 128 px
+    CelebA-HQ settings on GPUs) differ only in what their `scales:` entries set. An entry may `extend` a
+    shared scale (tune/scales/NAME.yaml: base config, evaluation size, resources); precedence is that file,
+    then the space's own top-level keys, then the entry's keys."""
+    scales = tree.pop("scales", None)
+    if scales is None:
+        if scale is not None and tree.get("scale") != scale:
+            raise ConfigError(f"scale: {scale!r} asked for, but this space has no `scales:` section")
+        return
+    scales = _mapping(scales, "scales")
+    if not scales:
+        raise ConfigError("scales: empty; give at least one scale, e.g. `tiny: {extends: tiny}`")
+    chosen = scale or tree.get("scale") or next(iter(scales))
+    if chosen not in scales:
+        raise ConfigError(f"scale: unknown scale {chosen!r}; valid choices: {', '.join(map(str, scales))}")
+    entry = dict(_mapping(scales[chosen], f"scales.{chosen}"))
+    _check_keys(entry, SCALE_KEYS, f"scales.{chosen}.")
+    merged: dict = {}
+    if "extends" in entry:
+        name = _coerce(entry.pop("extends"), str, f"scales.{chosen}.extends")
+        path = SCALES_DIR / f"{name}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"scales.{chosen}.extends: no scale {name!r}; valid choices: {', '.join(scale_names())}")
+        shared, _ = read_mapping(path, "scale", SCALES_DIR)
+        _check_keys(shared, SCALE_KEYS[1:], f"{path.name}: ")
+        _merge(merged, shared)
+    _merge(merged, tree)
+    _merge(merged, entry)
+    tree.clear()
+    tree.update(merged, scale=chosen)
+
+
+def _merge(dst: dict, src: dict) -> None:
+    """Merge a search tree `src` into `dst`: overrides and each variant key by key (dotted), the other
+    sections (budget, trial, space, ...) key by key, plain values replaced."""
+    for key, value in src.items():
+        if key == "overrides":
+            dst[key] = {**flatten(_mapping(dst.get(key), key)), **flatten(_mapping(value, key))}
+        elif key == "variants":
+            own, new = _mapping(dst.get(key), key), _mapping(value, key)
+            dst[key] = {n: {**flatten(_mapping(own.get(n), f"variants.{n}")), **flatten(_mapping(v, n))}
+                        for n, v in {**own, **new}.items()}  # fmt: skip
+        elif isinstance(value, dict) and isinstance(dst.get(key), dict):
+            dst[key] = {**dst[key], **value}
+        else:
+            dst[key] = value
+
+
+def _parse_seeds(data: Any) -> list[int]:
+    """`seeds: 3` -> [0, 1, 2]; `seeds: [0, 7]` as given; absent -> [] (the config's train.seed)."""
+    if data is None:
+        return []
+    if isinstance(data, int) and not isinstance(data, bool):
+        if data < 1:
+            raise ConfigError(f"seeds: must be >= 1 (or a list of seeds), got {data}")
+        return list(range(data))
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"seeds: expected a count or a non-empty list of ints, got {data!r}")
+    seeds = [_coerce(v, int, "seeds") for v in data]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: repeated seed in {seeds}")
+    return seeds
 
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "configs" / "profiles"
@@ -317,8 +407,10 @@ _SECTIONS = {
     "trial": TrialResources,
     "evaluation": EvalPool,
 }
-TOP_KEYS = ("name", "base", "overrides", "metric", "mode", *_SECTIONS, "variants", "space")
+TOP_KEYS = ("name", "scale", "scales", "seeds", "base", "overrides", "metric", "mode", *_SECTIONS, "variants",
+            "space")  # fmt: skip
 VARIANT = "variant"  # the search key of `variants:`: a grid over their names
+SEED = "train.seed"  # the search key of `seeds:`: a grid over them
 LINK = "best_of"  # `latent.autoencoder: {best_of: SEARCH}`: the best trial of another search
 LINK_MARK = "best_of:"  # how an unresolved link reads in a config value until the launcher resolves it
 
@@ -326,6 +418,9 @@ LINK_MARK = "best_of:"  # how an unresolved link reads in a config value until t
 def from_dict(tree: dict, default_name: str = "search", folder: str | Path | None = None) -> SearchSpec:
     """Parse and validate a search-space mapping; a relative `base` is also looked for in `folder`."""
     _check_keys(tree, TOP_KEYS, "")
+    if "scales" in tree:
+        tree = dict(tree)
+        apply_scale(tree, None)
     spec = SearchSpec(
         name=_coerce(tree.get("name", default_name), str, "name"),
         base=_find_base(tree.get("base"), folder),
@@ -334,11 +429,18 @@ def from_dict(tree: dict, default_name: str = "search", folder: str | Path | Non
         mode=_coerce(tree.get("mode", "min"), Literal["min", "max"], "mode"),
         variants=_parse_variants(tree.get("variants")),
         space=_parse_space({k: v for k, v in (tree.get("space") or {}).items() if k != VARIANT}, tree),
+        scale=None if tree.get("scale") is None else _coerce(tree["scale"], str, "scale"),
+        seeds=_parse_seeds(tree.get("seeds")),
         **{key: parse_section(cls, tree.get(key), key) for key, cls in _SECTIONS.items()},
     )
     spec.overrides = _mark_links(spec.overrides)
     if spec.variants:
-        spec.space.append(Param(VARIANT, "grid", tuple(spec.variants)))
+        spec.space.append(Param(VARIANT, "grid", _variant_names(spec.variants, (tree.get("space") or {}).get(VARIANT))))
+    if spec.seeds:
+        if SEED in spec.keys or SEED in spec.overrides:
+            where = "space" if SEED in spec.keys else "overrides"
+            raise ConfigError(f"seeds: conflicts with {where}.{SEED}; set the seeds in one place")
+        spec.space.append(Param(SEED, "grid", tuple(spec.seeds)))
     _validate(spec)
     return spec
 
@@ -399,6 +501,18 @@ def _parse_variants(data: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _variant_names(variants: dict, chosen: Any) -> tuple[str, ...]:
+    """All variants, or the ones `space.variant: {grid: [a, b]}` picks (e.g. from the command line)."""
+    if chosen is None:
+        return tuple(variants)
+    if not isinstance(chosen, dict) or list(chosen) != ["grid"] or not isinstance(chosen["grid"], list):
+        raise ConfigError(f"space.variant: expected {{grid: [names]}} picking variants, got {chosen!r}")
+    for name in chosen["grid"]:
+        if name not in variants:
+            raise ConfigError(f"space.variant: unknown variant {name!r}; valid choices: {', '.join(variants)}")
+    return tuple(chosen["grid"])
+
+
 def _mark_links(overrides: dict[str, Any]) -> dict[str, Any]:
     """`key.best_of: S` (a flattened `key: {best_of: S}`) -> `key: "best_of:S"`, resolved at launch."""
     out = {}
@@ -450,7 +564,7 @@ def resolve_links(spec: SearchSpec, storage: str | Path) -> dict[str, dict]:
 
 def _parse_space(data: Any, tree: dict | None = None) -> list[Param]:
     data = _mapping(data, "space")
-    if not data and (tree or {}).get("variants"):
+    if not data and ((tree or {}).get("variants") or (tree or {}).get("seeds")):
         return []
     if not data:
         raise ConfigError("space: no params; add one, e.g. `train.lr: {loguniform: [1.0e-4, 1.0e-3]}`")

@@ -84,6 +84,7 @@ def wandb_mode(mode: str) -> str:
 
 
 WANDB_CLOSED = "wandb/faice-closed.json"  # written when a run is finished cleanly: {"id", "step"}
+WANDB_RUN = "wandb/faice-run.json"  # written at start: {"id", "mode", "project", "entity", "group", "url"}
 
 
 def wandb_closed_step(run_dir: str | Path) -> int | None:
@@ -119,6 +120,13 @@ class WandbReporter:
             config=redact(config),
             settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
         )
+        mode = wandb_mode(log_cfg.wandb)
+        url = None if mode != "online" else getattr(self.run, "url", None)  # where `faice report` links to
+        record = {"id": self.run.id, "mode": mode, "project": self.run.project, "group": log_cfg.group,
+                  "entity": getattr(self.run, "entity", None) if mode == "online" else None, "url": url}  # fmt: skip
+        marker = self.run_dir / WANDB_RUN
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(record))
 
     def log_config(self, config: dict) -> None:
         self.run.config.update(redact(config), allow_val_change=True)

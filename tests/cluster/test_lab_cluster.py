@@ -71,7 +71,7 @@ def lab(tmp_path_factory):
 
 def _search(lab, storage: Path, data: Path, *extra: str) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "tune.search", "--space", "debug-eval.yaml", "--profile", "cpu",
+        sys.executable, "-m", "tune.search", "--space", "tests/tune/debug-eval.yaml", "--profile", "cpu",
         "--storage", str(storage), "--address", lab.cluster.address, "--verbose", "0",
         f"config.data.path={data}", "budget.num_samples=2", "scheduler.name=fifo", "evaluation.keep=all",
         "config.log.wandb=disabled", "config.eval.num_samples=8", "config.eval.kid_subset_size=8", *extra,

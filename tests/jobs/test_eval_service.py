@@ -23,7 +23,7 @@ METRIC = "fid[faice-tiny]"
 
 def _search(cluster, storage, data, *extra) -> list[str]:
     return [
-        sys.executable, "-m", "tune.search", "--space", "debug-eval.yaml", "--storage", str(storage),
+        sys.executable, "-m", "tune.search", "--space", "tests/tune/debug-eval.yaml", "--storage", str(storage),
         "--address", cluster.address, "--verbose", "0", f"config.data.path={data}", *extra,
     ]  # fmt: skip
 
@@ -164,7 +164,7 @@ def test_no_eval_capacity_is_reported_at_start():
     from tune.search import _eval_reserve
     from tune.space import load_space
 
-    spec = load_space("debug-eval.yaml")
+    spec = load_space("tests/tune/debug-eval.yaml")
     with pytest.raises(ConfigError, match="no 'eval_slot' resource.*fallback_cpus"):
         _eval_reserve(spec, {"CPU": 8.0}, needed=True)
     assert _eval_reserve(spec, {"CPU": 8.0}, needed=False) == ({}, 0, {})

@@ -25,7 +25,7 @@ def _search_args(storage, *extra) -> list[str]:
         "-m",
         "tune.search",
         "--space",
-        "debug-asha.yaml",
+        "tests/tune/debug-asha.yaml",
         "--storage",
         str(storage),
         "--verbose",

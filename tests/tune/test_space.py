@@ -79,8 +79,8 @@ def test_every_shipped_space_loads_and_round_trips(path, tmp_path):
 def test_shipped_spaces_exist_and_say_what_was_asked():
     assert {p.name for p in SPACES} >= {
         "demo-asha.yaml",
-        "debug-asha.yaml",
-        "debug-eval.yaml",
+        "tests/tune/debug-asha.yaml",
+        "tests/tune/debug-eval.yaml",
         "beta-schedule.yaml",
         "unet-architecture.yaml",
     }
@@ -291,19 +291,19 @@ def test_loading_a_space_neither_imports_nor_starts_ray(spec):
     assert out.stdout.strip() == "False"
     import ray
 
-    load_space("debug-asha.yaml").config_for({"train.lr": 1e-3})
+    load_space("tests/tune/debug-asha.yaml").config_for({"train.lr": 1e-3})
     assert not ray.is_initialized()
 
 
 def test_eval_metric_needs_evaluation_with_that_extractor():
     with pytest.raises(ConfigError, match="metric: fid\\[faice-tiny\\] comes from checkpoint evaluation"):
-        load_space("debug-asha.yaml", ["metric=fid[faice-tiny]"])
+        load_space("tests/tune/debug-asha.yaml", ["metric=fid[faice-tiny]"])
     with pytest.raises(ConfigError, match="needs eval.extractor=inception"):
-        load_space("debug-eval.yaml", ["metric=fid[inception]"])
+        load_space("tests/tune/debug-eval.yaml", ["metric=fid[inception]"])
     with pytest.raises(
         ConfigError, match="evaluation.keep: invalid choice 'some'; valid choices: latest, all"
     ):
-        load_space("debug-eval.yaml", ["evaluation.keep=some"])
+        load_space("tests/tune/debug-eval.yaml", ["evaluation.keep=some"])
 
 
 def test_variants_are_a_grid_of_whole_configurations_and_links_wait_for_the_launcher(tmp_path):
