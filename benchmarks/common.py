@@ -30,7 +30,9 @@ def write_result(name: str, result: dict, markdown: list[str]) -> None:
     print("\n".join(markdown))
 
 
-def train_demo_model(work: Path, train_steps: int, extractor: str = "faice-tiny", reference_images: int = 1024):
+def train_demo_model(
+    work: Path, train_steps: int, extractor: str = "faice-tiny", reference_images: int = 1024
+):
     """(checkpoint folder, train seconds) of the demo UNet (32 px synthetic faces) trained at batch 32
     in `work`, with evaluation configured for `extractor` against `reference_images` training faces."""
     import time

@@ -66,7 +66,10 @@ def main() -> int:
             "machine": machine(),
         },
     }
-    said = {s: f"{n} steps" if n else f"not within {TOLERANCE:.0%} at <= {max(plan[s])} steps" for s, n in needed.items()}
+    said = {
+        s: f"{n} steps" if n else f"not within {TOLERANCE:.0%} at <= {max(plan[s])} steps"
+        for s, n in needed.items()
+    }
     md = [
         "# Sampling steps",
         "",

@@ -33,10 +33,12 @@ from faice.results import (
     format_mean_std,
     load_search,
     rank,
-    report as write_results,
     seed_table,
     short_diff,
     table_cells,
+)
+from faice.results import (
+    report as write_results,
 )
 from faice.train.checkpoint import latest_checkpoint
 from faice.train.reporting import WANDB_RUN
@@ -168,8 +170,9 @@ def wandb_info(search_dir: Path, spec: dict) -> dict:
     info["panels"] = {
         "filters": {"group": group},
         "x_axis": "step",
-        "panels": [{"type": "line", "y": m, "group_by": "run", "title": m}
-                   for m in dict.fromkeys([metric, "loss"])]  # fmt: skip
+        "panels": [
+            {"type": "line", "y": m, "group_by": "run", "title": m} for m in dict.fromkeys([metric, "loss"])
+        ]  # fmt: skip
         + [{"type": "media", "key": "samples"}, {"type": "table", "columns": ["name", f"best {metric}"]}],
     }
     return info
@@ -276,7 +279,9 @@ def build_report(
     table = table[: len(ranked)]
     name = spec.get("name") or search_dir.name
 
-    curves = [(f"{metric} against training step, per trial (dashed = stopped early)", out / "curves-metric.png")]
+    curves = [
+        (f"{metric} against training step, per trial (dashed = stopped early)", out / "curves-metric.png")
+    ]
     from faice.results import plot_metric
 
     plot_metric(search_dir, metric, curves[0][1])
@@ -297,12 +302,27 @@ def build_report(
     groups = by_configuration(rows, metric, mode)
     wandb = wandb_info(search_dir, spec)
     (out / "wandb.json").write_text(json.dumps(wandb, indent=2) + "\n")
-    base_text = (search_dir / "base_config.yaml").read_text() if (search_dir / "base_config.yaml").is_file() else ""
+    base_text = (
+        (search_dir / "base_config.yaml").read_text() if (search_dir / "base_config.yaml").is_file() else ""
+    )
 
     html_path = out / "index.html"
     html_path.write_text(
-        _page(name, spec, search_dir, ranked, table, curves, pareto, swept, sweep_png, grids, groups, wandb,
-              base_text)  # fmt: skip
+        _page(
+            name,
+            spec,
+            search_dir,
+            ranked,
+            table,
+            curves,
+            pareto,
+            swept,
+            sweep_png,
+            grids,
+            groups,
+            wandb,
+            base_text,
+        )  # fmt: skip
     )
     md_path = out / "report.md"
     md_path.write_text(_markdown(name, spec, search_dir, ranked, table, curves, pareto, swept, sweep_png, grids,
@@ -365,7 +385,9 @@ def _page(name, spec, search_dir, ranked, table, curves, pareto, swept, sweep_pn
         parts.append(_html_table([dict(zip(head, r, strict=True)) for r in rows], id_="sweep"))
         parts.append(_figures_html([("FID against sampling steps per sampler", sweep_png)]))
     parts.append("<h2>Quality against compute</h2>")
-    parts.append(_figures_html([("Pareto plot", pareto)]) if pareto else "<p>No trial has the metric yet.</p>")
+    parts.append(
+        _figures_html([("Pareto plot", pareto)]) if pareto else "<p>No trial has the metric yet.</p>"
+    )
     parts.append(f"<h2>Sample grids of the best {len(grids)} trials</h2>" + _figures_html(grids))
     parts.append("<h2>Config of each trial</h2><p class='note'>Keys that differ from the base config.</p>")
     for row in ranked:
@@ -477,4 +499,3 @@ def compare_command(search_dirs: Sequence[str], out: str | None = None, stream=N
             writer.writerows([["" if v is None else v for v in row] for row in table])
         print(f"written: {path} and {path.with_suffix('.csv')}", file=stream)
     return 0
-

@@ -286,7 +286,12 @@ def table_cells(rows: list[TrialRow], spec: dict) -> tuple[list[TrialRow], list[
     keys = _diff_keys(rows)
     evals = eval_columns(rows, metric)
     ranked = rank(rows, mode)
-    empty = {"trial_id": None, "status": None, **dict.fromkeys(keys), **_columns(TrialRow("", ""), metric, evals)}
+    empty = {
+        "trial_id": None,
+        "status": None,
+        **dict.fromkeys(keys),
+        **_columns(TrialRow("", ""), metric, evals),
+    }
     table = [
         {**empty, "trial_id": r.trial_id, "status": r.status, **{k: r.diff.get(k) for k in keys},
          **_columns(r, metric, evals)}

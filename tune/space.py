@@ -306,7 +306,9 @@ def apply_scale(tree: dict, scale: str | None) -> None:
         name = _coerce(entry.pop("extends"), str, f"scales.{chosen}.extends")
         path = SCALES_DIR / f"{name}.yaml"
         if not path.is_file():
-            raise ConfigError(f"scales.{chosen}.extends: no scale {name!r}; valid choices: {', '.join(scale_names())}")
+            raise ConfigError(
+                f"scales.{chosen}.extends: no scale {name!r}; valid choices: {', '.join(scale_names())}"
+            )
         shared, _ = read_mapping(path, "scale", SCALES_DIR)
         _check_keys(shared, SCALE_KEYS[1:], f"{path.name}: ")
         _merge(merged, shared)
@@ -435,7 +437,9 @@ def from_dict(tree: dict, default_name: str = "search", folder: str | Path | Non
     )
     spec.overrides = _mark_links(spec.overrides)
     if spec.variants:
-        spec.space.append(Param(VARIANT, "grid", _variant_names(spec.variants, (tree.get("space") or {}).get(VARIANT))))
+        spec.space.append(
+            Param(VARIANT, "grid", _variant_names(spec.variants, (tree.get("space") or {}).get(VARIANT)))
+        )
     if spec.seeds:
         if SEED in spec.keys or SEED in spec.overrides:
             where = "space" if SEED in spec.keys else "overrides"
@@ -509,7 +513,9 @@ def _variant_names(variants: dict, chosen: Any) -> tuple[str, ...]:
         raise ConfigError(f"space.variant: expected {{grid: [names]}} picking variants, got {chosen!r}")
     for name in chosen["grid"]:
         if name not in variants:
-            raise ConfigError(f"space.variant: unknown variant {name!r}; valid choices: {', '.join(variants)}")
+            raise ConfigError(
+                f"space.variant: unknown variant {name!r}; valid choices: {', '.join(variants)}"
+            )
     return tuple(chosen["grid"])
 
 
