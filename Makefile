@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format venv clean
+.PHONY: demo test lint format venv browser clean
 
 venv: $(STAMP)
 
@@ -19,10 +19,20 @@ $(STAMP): pyproject.toml requirements.lock
 ## make demo: an ASHA search of 4 tiny UNets on synthetic faces, on a local 127.0.0.1 Ray cluster
 demo: $(STAMP)
 	RAY_TRAIN_HEALTH_CHECK_INTERVAL_S=1 $(PY) -m tune.search --space demo-asha.yaml --resume-if-exists
+	$(VENV)/bin/faice report runs/searches/demo-asha --sweep-samples 32 \
+	  --sweep 'ddpm:25,100;ddim:10,25,50;pndm:10,25;dpm-solver++:10,25'
 
 ## make test: the whole test suite (CI runs exactly this)
-test: $(STAMP)
-	$(PY) -m pytest
+test: $(STAMP) browser
+	FAICE_REQUIRE_BROWSER=$$([ "$$(id -u)" = 0 ] && echo 1) $(PY) -m pytest
+
+## make browser: Debian's chromium for the report's headless-browser test (installed as root with apt-get;
+## elsewhere that one test is skipped, with the reason, unless chromium is on PATH)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "make: chromium is not installed (needs root and apt-get); the report's browser test is skipped"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,7 +4,7 @@ Trains the demo UNet (32 px synthetic faces) once, then samples the same seeds w
 steps) of the plan through faice.sweep.sampler_sweep (what `faice report` runs on a search's best
 checkpoint) and scores every row with the same extractor against the same reference statistics.
 
-    .venv/bin/python benchmarks/sampling_steps.py [--train-steps 600 --samples 96]
+    .venv/bin/python benchmarks/sampling_steps.py [--train-steps 600 --samples 64 --checkpoint CKPT]
 
 Writes benchmarks/results/sampling_steps.{json,md}.
 ratio = seconds per image of DDPM-1000 / seconds per image of the fastest (sampler, steps) whose FID is
@@ -24,15 +24,16 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import machine, train_demo_model, write_result  # noqa: E402
 
 TARGET, TOLERANCE = 10.0, 0.10
-PLAN = "ddpm:50,100,250,1000;ddim:10,25,50,100,200;pndm:10,25,50,100,200;dpm-solver++:10,25,50,100,200"
+PLAN = "ddpm:100,250,1000;ddim:10,25,50,100,200;pndm:10,25,50,100,200;dpm-solver++:10,25,50,100,200"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train-steps", type=int, default=600)
-    p.add_argument("--samples", type=int, default=96, help="images per (sampler, steps), same seeds")
+    p.add_argument("--samples", type=int, default=64, help="images per (sampler, steps), same seeds")
     p.add_argument("--plan", default=PLAN, help="SAMPLER:STEPS,...;... (ddpm:1000 must be in it)")
     p.add_argument("--extractor", default="faice-tiny")
+    p.add_argument("--checkpoint", default=None, help="sweep this trained checkpoint instead of training one")
     args = p.parse_args()
 
     import torch
@@ -40,9 +41,15 @@ def main() -> int:
     from faice.sweep import fid_key, parse_plan, sampler_sweep, steps_to_match
 
     plan = parse_plan(args.plan)
-    work = Path(tempfile.mkdtemp(prefix="faice-sampling-steps-"))
-    checkpoint, train_s = train_demo_model(work, args.train_steps, args.extractor)
-    print(f"trained {args.train_steps} steps in {train_s:.0f} s", flush=True)
+    if args.checkpoint:
+        checkpoint, train_s = Path(args.checkpoint), None
+    else:
+        work = Path(tempfile.mkdtemp(prefix="faice-sampling-steps-"))
+        checkpoint, train_s = train_demo_model(work, args.train_steps, args.extractor)
+        print(f"trained {args.train_steps} steps in {train_s:.0f} s", flush=True)
+    from faice.train.checkpoint import load_state
+
+    steps = load_state(checkpoint).step
     rows = sampler_sweep(checkpoint, plan, args.samples, log=lambda line: print(line, flush=True))
     metric = fid_key(rows)
     base = next(r for r in rows if r["sampler"] == "ddpm" and r["steps"] == 1000)
@@ -60,7 +67,7 @@ def main() -> int:
             "fastest_within_10pct": best,
             "steps_within_10pct": needed,
             "rows": rows,
-            "model": f"unet-tiny 32 px, {args.train_steps} steps at batch 32 ({train_s:.0f} s), EMA weights",
+            "model": f"unet-tiny 32 px, {steps} steps at batch 32, EMA weights ({checkpoint})",
             "samples_per_row": args.samples,
             "torch_threads": torch.get_num_threads(),
             "machine": machine(),
@@ -73,7 +80,7 @@ def main() -> int:
     md = [
         "# Sampling steps",
         "",
-        f"One unet-tiny (32 px synthetic faces, {args.train_steps} training steps at batch 32, EMA weights), "
+        f"One unet-tiny (32 px synthetic faces, {steps} training steps at batch 32, EMA weights), "
         f"{args.samples} images per row from the same seeds, {metric} against 1024 training images "
         "(comparable between rows, not with published FIDs).",
         "",

@@ -191,6 +191,8 @@ def trial_row(run_dir: Path, trial_id: str, spec: dict, base: dict, ray: dict | 
     config = _read_yaml(run_dir / "config.yaml")
     if config is not None:
         diff = config_diff(base, config)
+        if spec.get("seeds") and SEED_KEY not in diff:  # a searched seed is a column of every trial
+            diff[SEED_KEY] = (config.get("train") or {}).get("seed")
     else:
         diff = {k: v for k, v in ((ray or {}).get("params") or {}).items() if k not in BOOKKEEPING}
     variant = ((ray or {}).get("params") or {}).get("variant")  # a `variants:` search's name for it

@@ -66,3 +66,23 @@ def ray_cluster():
         import shutil
 
         shutil.rmtree(cluster.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def lpips_dir(tmp_path_factory):
+    """LPIPS weights for tests (a stand-in: nothing is downloaded): random VGG16 + positive heads, saved as
+    torchvision's vgg16 file and lpips' vgg.pth would be."""
+    import torch
+
+    from faice.metrics.lpips import LPIPS
+
+    torch.manual_seed(0)
+    net = LPIPS()
+    state = net.state_dict()
+    folder = tmp_path_factory.mktemp("lpips")
+    vgg = {k: v for k, v in state.items() if k.startswith("features.")}
+    vgg["classifier.0.weight"] = torch.zeros(4, 4)  # torchvision's file has more than LPIPS uses
+    torch.save(vgg, folder / "vgg16-397923af.pth")
+    heads = {k: torch.rand_like(v) for k, v in state.items() if k.startswith("lin")}
+    torch.save(heads, folder / "vgg.pth")
+    return folder

@@ -1,7 +1,7 @@
 """`python -m tune.search`: a Ray Tune search of faice trials, each trial a Ray Train run.
 
     python -m tune.search --space tune/spaces/demo-asha.yaml                 # local 127.0.0.1 cluster
-    python -m tune.search --space beta-schedule.yaml --address auto --storage /shared/faice
+    python -m tune.search --space beta-schedule.yaml --scale paper --address auto --storage /shared/faice
     python -m tune.search --space demo-asha.yaml --resume                    # after an interruption
 
 Everything is validated before Ray starts. Results land in <storage>/<name>/: results.csv,
@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--storage", default=DEFAULT_STORAGE, help="parent folder of searches (shared by all nodes)"
     )
     p.add_argument("--name", default=None, help="search name (default: the space's name)")
+    p.add_argument(
+        "--scale",
+        default=None,
+        help="which of the space's `scales:` to run: tiny (synthetic faces, CPU, minutes) or paper (the "
+        "original's CelebA-HQ 128 px settings on GPUs); default: the space's `scale:`",
+    )
     p.add_argument(
         "--profile",
         default=None,
@@ -199,7 +205,8 @@ def run_search(args: argparse.Namespace) -> Path:
     """Validate, connect, run (or resume) the search, write its results; returns the search folder."""
     from tune.space import load_space, to_param_space
 
-    spec = load_space(args.space, args.overrides, profile=args.profile)
+    overrides = [f"scale={args.scale}", *args.overrides] if args.scale else args.overrides
+    spec = load_space(args.space, overrides, profile=args.profile)
     if args.name:
         spec.name = args.name
     storage = Path(args.storage).resolve()
@@ -296,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     from faice.results import results_command
 
     code = results_command(str(search_dir))
+    print(f"report: faice report {search_dir}  (HTML + markdown, FID vs sampling steps, Pareto plot)")
+    from faice.report import wandb_info
+    from faice.results import load_search
+
+    if link := wandb_info(search_dir, load_search(search_dir))["link"]:
+        print(f"W&B group of this search: {link}")
     runs = sorted(search_dir.glob("runs/*/wandb/offline-run-*"))
     if runs:
         print(

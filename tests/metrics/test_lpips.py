@@ -10,21 +10,6 @@ from faice.diffusion.loss import DiffusionLoss
 from faice.metrics.lpips import CHANNELS, LPIPS, SCALE, SHIFT, TAPS, load_lpips
 
 
-@pytest.fixture(scope="module")
-def lpips_dir(tmp_path_factory):
-    """Random VGG16 + positive heads, saved as torchvision's vgg16 file and lpips' vgg.pth would be."""
-    torch.manual_seed(0)
-    net = LPIPS()
-    state = net.state_dict()
-    folder = tmp_path_factory.mktemp("lpips")
-    vgg = {k: v for k, v in state.items() if k.startswith("features.")}
-    vgg["classifier.0.weight"] = torch.zeros(4, 4)  # torchvision's file has more than LPIPS uses
-    torch.save(vgg, folder / "vgg16-397923af.pth")
-    heads = {k: torch.rand_like(v) for k, v in state.items() if k.startswith("lin")}
-    torch.save(heads, folder / "vgg.pth")
-    return folder
-
-
 def reference_lpips(state: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The LPIPS formula written out with functional ops on the saved tensors."""
     shift, scale = torch.tensor(SHIFT).view(1, 3, 1, 1), torch.tensor(SCALE).view(1, 3, 1, 1)

@@ -1,5 +1,6 @@
 """Reporting: real offline W&B runs, JSONL metrics, and no secret in anything a run writes."""
 
+import json
 import os
 from pathlib import Path
 
@@ -41,6 +42,8 @@ def test_offline_wandb_run_logs_and_never_stores_the_key(debug_cfg, tmp_path, mo
     assert list(offline[0].glob("*.wandb")), "the W&B run has no data file"
     media = list(offline[0].rglob("*.png"))
     assert media, "sample grids were not logged to W&B"
+    record = json.loads((run / "wandb" / "faice-run.json").read_text())  # what `faice report` links from
+    assert record["id"] == "secret-check" and record["mode"] == "offline" and record["url"] is None
     leaks = []
     for root, _, files in os.walk(tmp_path):
         for name in files:

@@ -1,5 +1,6 @@
 """The original's latent study as two linked searches on a real local Ray cluster: an autoencoder search,
-then pixel UNet vs latent UNet vs latent DiT trained on its best trial, compared in one results table."""
+then pixel UNet vs latent UNet vs latent DiT trained on its best trial, compared in one results table, and
+the latent UNet depth study on the same autoencoder."""
 
 import json
 
@@ -40,5 +41,10 @@ def test_autoencoder_search_feeds_a_latent_vs_pixel_comparison(ray_cluster, debu
         else:  # the launcher resolved the link; the run records the autoencoder it used
             assert f"autoencoder: {link['run']}" in config
             assert json.loads((run / "latent-source.json").read_text())["autoencoder"] == link["run"]
+    # the LDM depth study on the same autoencoder: 4 vs 6 blocks
+    _, rows = _run(ray_cluster, tmp_path, "latent-unet-depth.yaml", debug_data,
+                   "space.model.name={grid: [unet-ldm-4, unet-ldm-6]}")  # fmt: skip
+    assert sorted(r["model.name"] for r in rows) == ["unet-ldm-4", "unet-ldm-6"]
+    assert all(r["status"] == "finished" and float(r["best_fid[faice-tiny]"]) > 0 for r in rows)
     caches = [p for p in (debug_data / "latents").iterdir() if not p.name.count(".partial")]
     assert caches and not list((debug_data / "latents").glob("*.partial-*"))

@@ -1,6 +1,7 @@
 """Search spaces: every shipped space validates; bad spaces fail naming the key, before Ray is imported."""
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,23 +68,50 @@ def spec(tmp_path_factory) -> SearchSpec:
 # ---------------------------------------------------------------------------- shipped spaces
 
 
+@pytest.mark.parametrize("scale", ["tiny", "paper"])
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
-def test_every_shipped_space_loads_and_round_trips(path, tmp_path):
-    spec = load_space(path)
-    assert path.read_text().startswith("# "), "each space starts with the question it answers"
-    assert spec.num_trials >= 1 and describe_space(spec).startswith(spec.name)
+def test_every_shipped_space_loads_and_round_trips_at_both_scales(path, scale, tmp_path):
+    spec = load_space(path, [f"scale={scale}"])
+    assert spec.scale == scale and spec.num_trials >= 1 and describe_space(spec).startswith(spec.name)
     spec.dump(tmp_path / "resolved.yaml")
     assert load_space(tmp_path / "resolved.yaml") == spec
+    cfg = spec.config_for()
+    if scale == "tiny":  # synthetic faces on a CPU
+        assert Path(spec.base).name == "demo.yaml" and spec.trial.gpus_per_worker == 0
+        assert cfg.data.source == "synthetic"
+    else:  # the original's 128 px CelebA-HQ settings on GPUs, real Inception FID, several seeds
+        assert Path(spec.base).name.startswith("celeba-hq-") and spec.trial.gpus_per_worker >= 1
+        assert cfg.data.source == "shards" and cfg.data.resolution >= 128
+        assert spec.metric in ("fid[inception]", "psnr[pixels]") and cfg.eval.extractor == "inception"
+        assert spec.trial.resources_per_worker == {"train_slot": 1}
+        assert len(spec.seeds) >= 3 or spec.name == "demo-asha"  # demo-asha searches lr, not seeds
+
+
+def test_every_space_says_its_question_and_the_originals_numbers():
+    for path in SPACES:
+        text = path.read_text()
+        header = text[: text.index("\nname:")]
+        assert header.startswith("# Question:"), path.name
+        assert "Original" in header or "original" in header, path.name
+        assert "paper:" in header and "tiny" in header, path.name
+        tree = yaml.safe_load(text)
+        assert set(tree["scales"]) == {"tiny", "paper"} and tree["scale"] == "tiny", path.name
+
+
+def test_every_space_has_a_tiny_search_test():
+    from tests.tune.test_study_spaces import SMOKE
+
+    own_tests = {  # spaces run by their own search tests
+        "demo-asha.yaml": "test_demo_search", "consistency.yaml": "test_demo_search",
+        "autoencoder.yaml": "test_latent_search", "latent-vs-pixel.yaml": "test_latent_search",
+        "latent-unet-depth.yaml": "test_latent_search", "text-lora.yaml": "test_text_search",
+    }  # fmt: skip
+    for name, module in own_tests.items():
+        assert f'"{name}"' in (REPO / "tests" / "tune" / f"{module}.py").read_text(), (name, module)
+    assert {p.name for p in SPACES} == set(SMOKE) | set(own_tests)
 
 
 def test_shipped_spaces_exist_and_say_what_was_asked():
-    assert {p.name for p in SPACES} >= {
-        "demo-asha.yaml",
-        "tests/tune/debug-asha.yaml",
-        "tests/tune/debug-eval.yaml",
-        "beta-schedule.yaml",
-        "unet-architecture.yaml",
-    }
     demo = load_space("demo-asha.yaml")
     assert (demo.num_trials, demo.scheduler.name, demo.scheduler.grace_period, demo.max_steps()) == (
         4,
@@ -94,8 +122,66 @@ def test_shipped_spaces_exist_and_say_what_was_asked():
     assert demo.config_for().eval.every == 0 and demo.config_for().train.checkpoint_every == 100
     # ASHA on the pool's FID: every checkpoint is scored with the stand-in extractor
     assert demo.metric == "fid[faice-tiny]" and demo.config_for().eval.num_samples > 0
-    grid = load_space("beta-schedule.yaml")
-    assert grid.num_trials == 9 and grid.trial.resources_per_worker == {"train_slot": 1}
+    grid = load_space("beta-schedule.yaml", ["scale=paper"])
+    assert grid.num_trials == 27 and grid.seeds == [0, 1, 2]  # 3 schedules x 3 samplers x 3 seeds
+    ddpm = grid.config_for({"variant": "ddpm", "diffusion.beta_schedule": "cosine", "train.seed": 2})
+    assert (ddpm.eval.sampler, ddpm.eval.num_inference_steps, ddpm.train.seed) == ("ddpm", 1000, 2)
+    assert load_space("beta-schedule.yaml").config_for({"variant": "ddpm", "diffusion.beta_schedule": "linear"}
+                                                       ).eval.num_inference_steps == 100  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- scales and seeds
+
+SCALED = {
+    "scale": "small",
+    "scales": {
+        "small": {"extends": "tiny", "budget": {"max_steps": 20}, "overrides": {"train.lr": 5.0e-4}},
+        "big": {"extends": "paper", "variants": {"b": {"model.name": "unet-adm"}}},
+    },
+    "overrides": {"train.lr": 1.0e-3, "train.batch_size": 4},
+    "variants": {"a": {}, "b": {"model.name": "unet-tiny"}},
+}
+
+
+def test_a_scale_merges_its_shared_file_then_the_space_then_its_own_entry(tmp_path):
+    path = write_space(tmp_path, SCALED)
+    small = load_space(path)
+    assert small.scale == "small" and Path(small.base).name == "demo.yaml"  # from tune/scales/tiny.yaml
+    assert small.metric == "fid[faice-tiny]" and small.budget.max_steps == 20  # entry over the file
+    assert small.overrides["train.lr"] == 5.0e-4 and small.overrides["train.batch_size"] == 4
+    assert small.overrides["eval.num_samples"] == 64  # from the shared file
+    big = load_space(path, ["scale=big", "seeds=2"])
+    assert big.seeds == [0, 1] and big.num_trials == 4  # 2 variants x 2 seeds (the command line wins)
+    assert big.config_for({"variant": "b", "train.seed": 1}).model.name == "unet-adm"
+    assert big.overrides["train.lr"] == 1.0e-3 and big.trial.gpus_per_worker == 1
+    picked = load_space(path, ["space.variant={grid: [b]}"])
+    assert picked.num_trials == 1 and list(picked.to_dict()["variants"]) == ["b"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"scale": "huge"}, "scale: unknown scale 'huge'; valid choices: small, big"),
+        ({"scales": {"small": {"extends": "medium"}}}, "scales.small.extends: no scale 'medium'; valid choices: paper, tiny"),
+        ({"scales": {"small": {"budgett": {}}}}, "unknown search key 'scales.small.budgett'"),
+        ({"seeds": 0}, "seeds: must be >= 1"),
+        ({"seeds": [1, 1]}, "seeds: repeated seed"),
+        ({"seeds": 2, "space": {"train.seed": {"grid": [3, 4]}}}, "seeds: conflicts with space.train.seed"),
+        ({"space": {"variant": {"grid": ["a", "c"]}}}, "space.variant: unknown variant 'c'; valid choices: a, b"),
+    ],
+)  # fmt: skip
+def test_bad_scales_and_seeds_name_the_key(tmp_path, change, message):
+    tree = copy.deepcopy(SCALED)
+    tree.update(change)
+    if "scales" in change:
+        tree["scale"] = "small"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_space(write_space(tmp_path, tree))
+
+
+def test_a_scale_is_refused_for_a_space_without_scales(tmp_path):
+    with pytest.raises(ConfigError, match="has no `scales:` section"):
+        load_space("tests/tune/debug-asha.yaml", ["scale=paper"])
 
 
 # ---------------------------------------------------------------------------- Ray param space
@@ -234,7 +320,7 @@ INVALID = {
     "no base": (with_change("base", None), "base: missing"),
     "unknown top-level key": (
         with_change("schedular", {"name": "asha"}),
-        "unknown search key 'schedular'; valid keys: name, base",
+        "unknown search key 'schedular'; valid keys: name, scale, scales, seeds, base",
     ),
     "unknown section key": (with_change("budget.max_step", 8), "unknown search key 'budget.max_step'"),
     "bad override value": (

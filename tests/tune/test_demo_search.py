@@ -1,0 +1,97 @@
+"""The demo search (demo-asha at debug size on a real local Ray cluster, every checkpoint scored on the
+evaluation pool), its `faice report` checked in headless Chromium against results.csv, a consistency
+search distilling its best trial through `{best_of: demo-asha}`, and `faice compare` of the two."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from faice.cli import main as faice
+from tests.browser import CHROMIUM, open_page
+from tests.tune.tiny_search import run_tiny_search
+
+pytestmark = [pytest.mark.slow]
+
+SWEEP = "ddpm:5,20;ddim:5;pndm:5;dpm-solver++:5"
+PAGE = """(() => {
+  const table = document.getElementById("results");
+  const cells = (row) => Array.from(row.cells).map((c) => c.dataset.value);
+  const head = Array.from(table.tHead.rows[0].cells).map((c) => c.textContent);
+  const rows = Array.from(table.tBodies[0].rows).map(cells);
+  const images = Array.from(document.images).map((i) => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}));
+  const id = head.indexOf("trial_id");
+  table.tHead.rows[0].cells[id].click();
+  const sorted = Array.from(table.tBodies[0].rows).map((r) => r.cells[id].dataset.value);
+  return {head, rows, images, sorted, sweep: document.querySelectorAll("#sweep tbody tr").length};
+})()"""
+
+
+@pytest.fixture(scope="module")
+def demo(ray_cluster, debug_data, tmp_path_factory):
+    """(storage, results.csv rows) of demo-asha at debug size: 4 trials, ASHA on the pool's FID."""
+    storage = tmp_path_factory.mktemp("storage")
+    _, rows = run_tiny_search(ray_cluster, storage, "demo-asha.yaml", debug_data, "evaluation.fallback_cpus=1",
+                              "trial.cpus_per_worker=1", "evaluation.also_score_best=[]",
+                              "scheduler.grace_period=3", "config.eval.num_inference_steps=3")  # fmt: skip
+    assert len(rows) == 4
+    return storage, rows
+
+
+@pytest.mark.timeout(900)
+def test_the_demo_searchs_report_renders_in_a_browser_with_the_csv_numbers(demo, tmp_path):
+    if CHROMIUM is None and not os.environ.get("FAICE_REQUIRE_BROWSER"):
+        pytest.skip("no chromium on PATH (make test installs Debian's chromium where it can)")
+    storage, _ = demo
+    search = storage / "demo-asha"
+    assert faice(["report", str(search), "--out", str(tmp_path / "report"), "--sweep", SWEEP,
+                  "--sweep-samples", "8"]) == 0  # fmt: skip
+    with (search / "results.csv").open() as f:
+        reader = csv.reader(f)
+        header, *table = list(reader)
+    page, errors = open_page((tmp_path / "report" / "index.html").as_uri(), PAGE)
+    assert errors == []
+    grid = header.index("grid")
+    assert page["head"] == header[:grid] + header[grid + 1 :]
+    assert page["rows"] == [row[:grid] + row[grid + 1 :] for row in table]  # the same cells, the same order
+    assert len(page["rows"]) == 4  # a row per trial
+    assert page["sorted"] == sorted(row[0] for row in table)  # clicking a header sorts the table
+    alts = [i["alt"] for i in page["images"]]
+    assert all(i["ok"] for i in page["images"]), page["images"]
+    assert (
+        any(a.startswith(f"{table[0][0]}: best") for a in alts) and "Pareto plot" in alts
+    )  # best trial's grid
+    assert "FID against sampling steps per sampler" in alts and page["sweep"] == 5
+    swept = json.loads((tmp_path / "report" / "sampling-steps.json").read_text())
+    assert [r["sampler"] for r in swept["rows"]] == ["ddpm", "ddpm", "ddim", "pndm", "dpm-solver++"]
+    assert all(r["fid[faice-tiny]"] > 0 for r in swept["rows"])
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert all(f"| {row[0]} |" in md for row in table)
+
+
+@pytest.mark.timeout(900)
+def test_consistency_distils_the_demo_searchs_best_trial(demo, ray_cluster, debug_data, capsys):
+    from faice.config import read_yaml
+
+    storage, demo_rows = demo
+    stdout, rows = run_tiny_search(ray_cluster, storage, "consistency.yaml", debug_data)
+    link = json.loads((storage / "consistency" / "links.json").read_text())["demo-asha"]
+    best = min(
+        (r for r in demo_rows if r["best_fid[faice-tiny]"]), key=lambda r: float(r["best_fid[faice-tiny]"])
+    )
+    assert link["trial"] == best["trial_id"] and f"best of demo-asha: trial {best['trial_id']}" in stdout
+    assert "evaluation pool of 1 slot(s)" in stdout
+    runs = storage / "consistency" / "runs"
+    configs = [read_yaml(runs / r["trial_id"] / "config.yaml", "c") for r in rows]
+    assert sorted(c["consistency"]["loss"] for c in configs) == ["huber", "l2"]
+    assert {c["consistency"]["teacher"] for c in configs} == {link["run"]}
+    for row in rows:
+        assert row["status"] == "finished" and float(row["best_fid[faice-tiny]"]) > 0
+        evals = (runs / row["trial_id"] / "eval.jsonl").read_text()
+        assert '"sampler": "lcm"' in evals and '"sampler_steps": 2' in evals and '"where": "pool"' in evals
+    capsys.readouterr()
+    assert faice(["compare", str(storage / "demo-asha"), str(storage / "consistency")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "fid[faice-tiny]" in lines[0] and lines[2].startswith("| demo-asha |")
+    assert lines[3].startswith("| consistency |")
