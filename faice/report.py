@@ -227,7 +227,7 @@ table { border-collapse: collapse; font-size: 12px; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
 th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; }
 th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]::after { content: " \\25BC"; }
-td.text { text-align: left; } img { max-width: 100%; } figure { display: inline-block; margin: 0.5em; }
+td.text { text-align: left; } .wrap { overflow-x: auto; } img { max-width: 100%; } figure { display: inline-block; margin: 0.5em; }
 .note { color: #555; font-size: 12px; } pre { background: #f7f7f7; padding: 0.5em; overflow-x: auto; }
 """
 
@@ -243,7 +243,8 @@ def _html_table(table: list[dict], cls: str = "sortable", id_: str = "results") 
             tds.append(f'<td class="{kind}" data-value="{html.escape(exact)}" title="{html.escape(exact)}">'
                        f"{html.escape(_fmt(value))}</td>")  # fmt: skip
         body.append("<tr>" + "".join(tds) + "</tr>")
-    return f'<table class="{cls}" id="{id_}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    table = f'<table class="{cls}" id="{id_}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return f'<div class="wrap">{table}</div>'
 
 
 def _figures_html(figures: list[tuple[str, Path]]) -> str:

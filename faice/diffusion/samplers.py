@@ -96,11 +96,18 @@ def check_sampler(name: str, prediction_type: str) -> None:
         )
 
 
-def timestep_spacing(cfg) -> str:
-    """The spacing of a DiffusionConfig: 'auto' is trailing with zero terminal SNR (Lin et al. 2023), else leading."""
+# diffusers' DPM-Solver "leading" divides by steps + 1, so its first timestep falls with more steps (800 of
+# 1000 at 200 steps): sampling starts from noise at a timestep that is not pure noise, and FID gets worse the
+# more steps it takes (benchmarks/sampling_steps.py found it). Trailing starts at T - 1 for any step count.
+TRAILING_BY_DEFAULT = ("dpm-solver++",)
+
+
+def timestep_spacing(cfg, sampler: str | None = None) -> str:
+    """The spacing of a DiffusionConfig for `sampler`: 'auto' is trailing with zero terminal SNR (Lin et al.
+    2023) and for the samplers in TRAILING_BY_DEFAULT, else leading (the original's, diffusers' DDPM/DDIM)."""
     if cfg.timestep_spacing != "auto":
         return cfg.timestep_spacing
-    return "trailing" if cfg.zero_terminal_snr else "leading"
+    return "trailing" if cfg.zero_terminal_snr or sampler in TRAILING_BY_DEFAULT else "leading"
 
 
 def build_scheduler(diffusion_cfg, sampler: str, clip_sample: bool = True, karras_sigmas: bool = False):
@@ -122,7 +129,7 @@ def build_scheduler(diffusion_cfg, sampler: str, clip_sample: bool = True, karra
         num_train_timesteps=diffusion_cfg.num_train_timesteps,
         trained_betas=betas_from_config(diffusion_cfg).tolist(),
         prediction_type=diffusion_cfg.prediction_type,
-        timestep_spacing=timestep_spacing(diffusion_cfg),
+        timestep_spacing=timestep_spacing(diffusion_cfg, sampler),
     )
     return SAMPLERS.get(sampler)(common, clip_sample, karras_sigmas)
 
