@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 from faice.config import ConfigError, dump_yaml, read_tree
-from faice.train.outputs import sync_runs
 
 DEFAULT_STORAGE = "runs/searches"
 # The Tune trial actor only waits on its Ray Train run, which reserves the real resources; it asks for
@@ -284,6 +283,8 @@ def run_search(args: argparse.Namespace) -> Path:
         late = finish_evaluations(pool, search_dir, spec, timeout=args.eval_timeout)
         for row in score_best(options, search_dir, spec):
             late.setdefault(row["trial_id"], []).append(row)
+    from faice.train.outputs import sync_runs
+
     synced = sync_runs(search_dir / "runs", late)  # W&B of stopped trials and late evaluations
     if replayed := sorted(t for t, what in synced.items() if what == "replayed"):
         print(f"faice search: W&B runs of {len(replayed)} stopped trial(s) replayed from their local records")
