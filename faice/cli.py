@@ -171,10 +171,11 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from faice.report import build_report
-    from faice.sweep import DEFAULT_PLAN, parse_plan
+    from faice.sweep import parse_plan
 
-    plan = None if args.sweep == "none" else parse_plan(args.sweep) if args.sweep else DEFAULT_PLAN
-    result = build_report(args.search, args.out, plan, args.sweep_samples)
+    plan = None if args.sweep == "none" else parse_plan(args.sweep)
+    out = None if args.out == "<search>/report" else args.out
+    result = build_report(args.search, out, plan, args.sweep_samples or None)
     print(f"html: {result['html']}\nmd: {result['md']}")
     if result["wandb"]["link"]:
         print(f"W&B: {result['wandb']['link']}")
@@ -261,6 +262,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from faice.sweep import DEFAULT_PLAN, format_plan
+
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
         prog="faice", description="Diffusion models of human faces.", formatter_class=fmt
@@ -398,16 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     p.add_argument("search", help="a search folder: <storage>/<search name> (has search.yaml)")
-    p.add_argument("--out", default=None, help="output folder (default: <search>/report)")
+    p.add_argument("--out", default="<search>/report", help="output folder")
     p.add_argument(
         "--sweep",
-        default=None,
-        help="samplers and step counts for FID vs sampling steps, SAMPLER:STEPS,...;... or none "
-        "(default: ddpm:25,100,1000;ddim:10,25,50;pndm:10,25,50;dpm-solver++:10,25)",
+        default=format_plan(DEFAULT_PLAN),
+        help="samplers and step counts of FID vs sampling steps, SAMPLER:STEPS,...;... or none",
     )
-    p.add_argument(
-        "--sweep-samples", type=int, default=None, help="images per sweep point (default: eval.num_samples)"
-    )
+    p.add_argument("--sweep-samples", type=int, default=0, help="images per sweep point (0 = eval.num_samples)")
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser(

@@ -11,10 +11,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from faice.evaluate import metric_key
-
 DEFAULT_PLAN = {"ddpm": [25, 100, 1000], "ddim": [10, 25, 50], "pndm": [10, 25, 50], "dpm-solver++": [10, 25]}
 """The report's default sweep: the original's samplers (DDPM, DDIM, PNDM) plus DPM-Solver++."""
+
+
+def format_plan(plan: Mapping[str, Sequence[int]]) -> str:
+    """{"ddpm": [25, 1000], "ddim": [10]} -> `ddpm:25,1000;ddim:10` (what parse_plan reads)."""
+    return ";".join(f"{name}:{','.join(map(str, steps))}" for name, steps in plan.items())
 
 
 def parse_plan(text: str) -> dict[str, list[int]]:
@@ -50,7 +53,7 @@ def sampler_sweep(
     checkpoint config's extractor (plus `overrides`, e.g. eval.extractor=inception)."""
     from accelerate import PartialState
 
-    from faice.evaluate import checkpoint_config, reference_for, score
+    from faice.evaluate import checkpoint_config, metric_key, reference_for, score
     from faice.metrics.features import build_extractor
     from faice.sampling import generate, load_checkpoint_model, to_uint8
 
