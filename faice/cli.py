@@ -407,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=format_plan(DEFAULT_PLAN),
         help="samplers and step counts of FID vs sampling steps, SAMPLER:STEPS,...;... or none",
     )
-    p.add_argument("--sweep-samples", type=int, default=0, help="images per sweep point (0 = eval.num_samples)")
+    p.add_argument(
+        "--sweep-samples", type=int, default=0, help="images per sweep point (0 = eval.num_samples)"
+    )
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser(

@@ -21,6 +21,7 @@ import html
 import json
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -307,28 +308,32 @@ def build_report(
         (search_dir / "base_config.yaml").read_text() if (search_dir / "base_config.yaml").is_file() else ""
     )
 
-    html_path = out / "index.html"
-    html_path.write_text(
-        _page(
-            name,
-            spec,
-            search_dir,
-            ranked,
-            table,
-            curves,
-            pareto,
-            swept,
-            sweep_png,
-            grids,
-            groups,
-            wandb,
-            base_text,
-        )  # fmt: skip
+    parts = ReportParts(
+        name, spec, ranked, table, curves, pareto, swept, sweep_png, grids, groups, wandb, base_text
     )
+    html_path = out / "index.html"
+    html_path.write_text(_page(parts))
     md_path = out / "report.md"
-    md_path.write_text(_markdown(name, spec, search_dir, ranked, table, curves, pareto, swept, sweep_png, grids,
-                                 wandb))  # fmt: skip
+    md_path.write_text(_markdown(parts))
     return {"html": html_path, "md": md_path, "rows": ranked, "sweep": swept, "wandb": wandb, "dir": out}
+
+
+@dataclass
+class ReportParts:
+    """What the page and its markdown twin show (figures as PNG paths in the output folder)."""
+
+    name: str
+    spec: dict
+    ranked: list  # TrialRow, best first
+    table: list[dict]  # results.csv cells of `ranked`
+    curves: list[tuple[str, Path]]
+    pareto: Path | None
+    swept: dict | None
+    sweep_png: Path | None
+    grids: list[tuple[str, Path]]
+    groups: list[dict]  # by_configuration
+    wandb: dict
+    base_text: str
 
 
 def _header_lines(name: str, spec: dict, ranked: list) -> list[str]:
@@ -364,42 +369,42 @@ def _sweep_lines(swept: dict | None) -> tuple[list[str], list[list[Any]]]:
     return text, rows
 
 
-def _page(name, spec, search_dir, ranked, table, curves, pareto, swept, sweep_png, grids, groups, wandb,
-          base_text) -> str:  # fmt: skip
-    metric, mode = _metric_mode(spec)
+def _page(rep: ReportParts) -> str:
     esc = html.escape
-    parts = [f"<h1>Search <code>{esc(name)}</code></h1>"]
-    parts += [f'<p class="note">{esc(line)}</p>' for line in _header_lines(name, spec, ranked)]
+    parts = [f"<h1>Search <code>{esc(rep.name)}</code></h1>"]
+    parts += [f'<p class="note">{esc(line)}</p>' for line in _header_lines(rep.name, rep.spec, rep.ranked)]
     parts.append("<h2>Results</h2><p class='note'>Best first; click a column header to sort. The same cells "
-                 "as results.csv.</p>" + _html_table(table))  # fmt: skip
-    if any(g["n"] > 1 for g in groups):
-        columns = [c for c in groups[0] if c.startswith("best_") or "[" in c]
+                 "as results.csv.</p>" + _html_table(rep.table))  # fmt: skip
+    if any(g["n"] > 1 for g in rep.groups):
+        columns = [c for c in rep.groups[0] if c.startswith("best_") or "[" in c]
         seed_rows = [{"configuration": g["config"], "seeds": ", ".join(map(str, g["seeds"])),
-                      **{c: format_mean_std(g.get(c)) for c in columns}} for g in groups]  # fmt: skip
+                      **{c: format_mean_std(g.get(c)) for c in columns}} for g in rep.groups]  # fmt: skip
         parts.append("<h2>Across seeds</h2><p class='note'>mean ± sample standard deviation over the seeds of "
                      "each configuration</p>" + _html_table(seed_rows, id_="seeds"))  # fmt: skip
-    parts.append("<h2>Curves</h2>" + _figures_html(curves))
-    text, rows = _sweep_lines(swept)
+    parts.append("<h2>Curves</h2>" + _figures_html(rep.curves))
+    text, rows = _sweep_lines(rep.swept)
     parts.append("<h2>FID against sampling steps</h2>" + "".join(f"<p>{esc(t)}</p>" for t in text))
     if rows:
-        head = ["sampler", "steps", "s/image", fid_name(swept)]
+        head = ["sampler", "steps", "s/image", fid_name(rep.swept)]
         parts.append(_html_table([dict(zip(head, r, strict=True)) for r in rows], id_="sweep"))
-        parts.append(_figures_html([("FID against sampling steps per sampler", sweep_png)]))
+        parts.append(_figures_html([("FID against sampling steps per sampler", rep.sweep_png)]))
     parts.append("<h2>Quality against compute</h2>")
     parts.append(
-        _figures_html([("Pareto plot", pareto)]) if pareto else "<p>No trial has the metric yet.</p>"
+        _figures_html([("Pareto plot", rep.pareto)]) if rep.pareto else "<p>No trial has the metric yet.</p>"
     )
-    parts.append(f"<h2>Sample grids of the best {len(grids)} trials</h2>" + _figures_html(grids))
+    parts.append(f"<h2>Sample grids of the best {len(rep.grids)} trials</h2>" + _figures_html(rep.grids))
     parts.append("<h2>Config of each trial</h2><p class='note'>Keys that differ from the base config.</p>")
-    for row in ranked:
+    for row in rep.ranked:
         diff = "".join(f"<tr><td class='text'>{esc(k)}</td><td class='text'>{esc(_fmt(v))}</td></tr>"
                        for k, v in row.diff.items()) or "<tr><td class='text'>(base config)</td></tr>"  # fmt: skip
         parts.append(f"<details><summary>{esc(row.trial_id)} ({esc(row.status)}): runs/{esc(row.trial_id)}"
                      f"/config.yaml</summary><table>{diff}</table></details>")  # fmt: skip
-    parts.append(f"<details><summary>base config</summary><pre>{esc(base_text)}</pre></details>")
-    parts.append("<h2>Weights &amp; Biases</h2>" + "".join(f"<p>{esc(t)}</p>" for t in _wandb_lines(wandb)))
+    parts.append(f"<details><summary>base config</summary><pre>{esc(rep.base_text)}</pre></details>")
+    parts.append(
+        "<h2>Weights &amp; Biases</h2>" + "".join(f"<p>{esc(t)}</p>" for t in _wandb_lines(rep.wandb))
+    )
     body = "\n".join(parts)
-    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>faice report: {esc(name)}"
+    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>faice report: {esc(rep.name)}"
             f"</title><style>{STYLE}</style></head><body>\n{body}\n<script>{SCRIPT}</script></body></html>\n")  # fmt: skip
 
 
@@ -417,22 +422,34 @@ def _wandb_lines(wandb: dict) -> list[str]:
             "record. Upload with `wandb sync runs/*/wandb/offline-run-*`; wandb.json holds the panel config."]  # fmt: skip
 
 
-def _markdown(name, spec, search_dir, ranked, table, curves, pareto, swept, sweep_png, grids, wandb) -> str:
-    metric, mode = _metric_mode(spec)
-    lines = [f"# Search `{name}`", "", *_header_lines(name, spec, ranked), "", "## Results", ""]
-    lines += _md_table(list(table[0]) if table else [], [list(c.values()) for c in table])
-    lines += seed_table(ranked, metric, mode)
-    lines += ["", "## Curves", "", *(f"![{c}]({p.name})" for c, p in curves)]
-    text, rows = _sweep_lines(swept)
+def _markdown(rep: ReportParts) -> str:
+    metric, mode = _metric_mode(rep.spec)
+    lines = [
+        f"# Search `{rep.name}`",
+        "",
+        *_header_lines(rep.name, rep.spec, rep.ranked),
+        "",
+        "## Results",
+        "",
+    ]
+    lines += _md_table(list(rep.table[0]) if rep.table else [], [list(c.values()) for c in rep.table])
+    lines += seed_table(rep.ranked, metric, mode)
+    lines += ["", "## Curves", "", *(f"![{c}]({p.name})" for c, p in rep.curves)]
+    text, rows = _sweep_lines(rep.swept)
     lines += ["", "## FID against sampling steps", "", *text, ""]
     if rows:
-        lines += _md_table(["sampler", "steps", "s/image", fid_name(swept)], rows)
-        lines += ["", f"![FID against sampling steps]({sweep_png.name})"]
-    lines += ["", "## Quality against compute", "", f"![Pareto plot]({pareto.name})" if pareto else "no data"]
-    lines += ["", "## Sample grids of the best trials", "", *(f"![{c}]({p.name})" for c, p in grids)]
+        lines += _md_table(["sampler", "steps", "s/image", fid_name(rep.swept)], rows)
+        lines += ["", f"![FID against sampling steps]({rep.sweep_png.name})"]
+    lines += [
+        "",
+        "## Quality against compute",
+        "",
+        f"![Pareto plot]({rep.pareto.name})" if rep.pareto else "no data",
+    ]
+    lines += ["", "## Sample grids of the best trials", "", *(f"![{c}]({p.name})" for c, p in rep.grids)]
     lines += ["", "## Config of each trial", ""]
-    lines += [f"- `{r.trial_id}` (runs/{r.trial_id}/config.yaml): {short_diff(r.diff)}" for r in ranked]
-    lines += ["", "## Weights & Biases", "", *_wandb_lines(wandb), ""]
+    lines += [f"- `{r.trial_id}` (runs/{r.trial_id}/config.yaml): {short_diff(r.diff)}" for r in rep.ranked]
+    lines += ["", "## Weights & Biases", "", *_wandb_lines(rep.wandb), ""]
     return "\n".join(lines)
 
 
