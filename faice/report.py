@@ -209,9 +209,10 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
       var up = th.getAttribute("aria-sort") !== "ascending";
       rows.sort(function (a, b) {
         var x = a.cells[col].dataset.value, y = b.cells[col].dataset.value;
-        var nx = parseFloat(x), ny = parseFloat(y), empty = (x === "") - (y === "");
+        var nx = x.trim() === "" ? NaN : Number(x), ny = y.trim() === "" ? NaN : Number(y);
+        var empty = (x === "") - (y === "");
         if (empty) return empty;
-        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);  // "752e3_00001" is not a number
         return up ? c : -c;
       });
       table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });

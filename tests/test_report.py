@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -116,6 +117,28 @@ def test_report_is_self_contained_and_matches_results_csv(tmp_path):
     assert "![Pareto plot](pareto.png)" in md and "| t1 |" in md
     wandb = json.loads((folder / "report" / "wandb.json").read_text())
     assert wandb["link"] is None and wandb["panels"]["filters"] == {"group": "study"}
+
+
+def test_the_page_sorts_numbers_as_numbers_and_trial_ids_as_text(tmp_path):
+    from tests.browser import CHROMIUM, open_page
+
+    if CHROMIUM is None and not os.environ.get("FAICE_REQUIRE_BROWSER"):
+        pytest.skip("no chromium on PATH (make test installs Debian's chromium where it can)")
+    trials = {"752e3_00001": {"fid": [9.5]}, "752e3_00000": {"fid": [10.0]}, "752e3_00002": {"fid": [100.0]}}
+    folder = fake_search(tmp_path, "ids", "fid[faice-tiny]", trials)
+    assert faice(["report", str(folder), "--sweep", "none"]) == 0
+    script = """(() => {
+      const t = document.getElementById("results"), head = Array.from(t.tHead.rows[0].cells);
+      const col = (name) => Array.from(t.tBodies[0].rows).map((r) => r.cells[head.findIndex((h) => h.textContent === name)].dataset.value);
+      head.find((h) => h.textContent === "trial_id").click();
+      const ids = col("trial_id");
+      const best = head.find((h) => h.textContent === "best_fid[faice-tiny]");
+      best.click(); best.click();
+      return {ids, fids: col("best_fid[faice-tiny]")};
+    })()"""
+    page, errors = open_page((folder / "report" / "index.html").as_uri(), script)
+    assert errors == [] and page["ids"] == ["752e3_00000", "752e3_00001", "752e3_00002"]
+    assert page["fids"] == ["100.0", "10.0", "9.5"]  # descending by value, not as text
 
 
 def test_wandb_link_of_online_runs(tmp_path):
