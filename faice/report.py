@@ -187,18 +187,8 @@ def _data_uri(path: Path) -> str:
 
 
 def _cell_text(value: Any) -> str:
-    """A results.csv cell exactly as csv.DictWriter writes it (the page's data-value)."""
-    if value is None:
-        return ""
-    buffer: list[str] = []
-
-    class _W:
-        def write(self, text: str) -> None:
-            buffer.append(text)
-
-    csv.writer(_W(), lineterminator="").writerow([value])
-    text = "".join(buffer)
-    return text[1:-1].replace('""', '"') if text.startswith('"') else text
+    """A results.csv cell as csv.DictReader reads it back (the page's data-value): str(), None empty."""
+    return "" if value is None else str(value)
 
 
 SCRIPT = """
@@ -457,14 +447,17 @@ def _markdown(rep: ReportParts) -> str:
 # ---------------------------------------------------------------------------- compare
 
 
-def compare(search_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[Any]]]:
-    """(header, one row per search): each search's best trial with the metric columns every search has.
-    A column is one metric of one extractor, so `fid[faice-tiny]` and `fid[inception]` never share one."""
-    entries = []
+def compare(search_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[Any]], list[str]]:
+    """(header, one row per search, metric columns left out): each search's best trial with the metric
+    columns every search has. A column is one metric of one extractor, so `fid[faice-tiny]` and
+    `fid[inception]` never share one; columns some searches lack are returned as left out."""
+    entries, seen = [], set()
     for folder in map(Path, search_dirs):
         spec = load_search(folder)
         metric, mode = _metric_mode(spec)
         rows = collect(folder)
+        for row in rows:
+            seen |= set(row.evals) | ({metric} if row.best is not None else set())
         best = next((r for r in rank(rows, mode) if r.best is not None), None)
         values = {}
         if best is not None:
@@ -483,17 +476,7 @@ def compare(search_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[Any
             continue
         run = folder / "runs" / best.trial_id
         table.append([name, best.trial_id, short_diff(best.diff), *(values[k] for k in ordered), str(run)])
-    return header, table
-
-
-def dropped_columns(search_dirs: Sequence[str | Path], header: Sequence[str]) -> list[str]:
-    """Metric columns some searches have but not all (left out of the comparison)."""
-    seen: set[str] = set()
-    for folder in map(Path, search_dirs):
-        metric_name, _ = _metric_mode(load_search(folder))
-        for row in collect(folder):
-            seen |= set(row.evals) | ({metric_name} if row.best is not None else set())
-    return sorted(seen - set(header))
+    return header, table, sorted(seen - set(header))
 
 
 def compare_command(search_dirs: Sequence[str], out: str | None = None, stream=None) -> int:
@@ -501,9 +484,8 @@ def compare_command(search_dirs: Sequence[str], out: str | None = None, stream=N
     import sys
 
     stream = stream or sys.stdout
-    header, table = compare(search_dirs)
+    header, table, dropped = compare(search_dirs)
     lines = _md_table(header, table)
-    dropped = dropped_columns(search_dirs, header)
     if dropped:
         lines += ["", "Not shared by every search, so not compared: " + ", ".join(dropped)]
     text = "\n".join(lines) + "\n"
