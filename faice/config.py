@@ -21,6 +21,9 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 class ConfigError(ValueError):
     """A config problem a user can fix; the message names the key."""
 
+# what diffusion.timestep_spacing=auto means (faice.diffusion.samplers.timestep_spacing)
+AUTO_TIMESTEP_SPACING = "trailing"
+
 
 def opt(default: Any, help: str, choices: Callable[[], Sequence[str]] | None = None) -> Any:
     """A documented dataclass field; `choices` is a callable so registries are read lazily."""
@@ -128,7 +131,9 @@ class DiffusionConfig:
         False, "Rescale betas so SNR(T)=0 (Lin et al. 2023); implies trailing spacing."
     )
     timestep_spacing: Literal["auto", "leading", "trailing", "linspace"] = opt(
-        "auto", "How samplers pick their timesteps; auto = trailing with zero_terminal_snr, else leading."
+        "auto",
+        "How samplers pick their timesteps; auto = trailing (every sampler starts at t = T - 1, pure noise; "
+        "resolved into the saved config). leading replicates the original project's numbers.",
     )
     loss: str = opt("mse", "Per-element loss between prediction and target.", _losses)
     hybrid_l1_weight: float = opt(0.5, "loss=hybrid: (1 - w) * MSE + w * L1 with this w in [0, 1].")
@@ -219,7 +224,10 @@ class EvalConfig:
     batch_size: int = opt(64, "Images generated per forward pass.")
     seed: int = opt(1234, "Noise seed of the evaluation samples: the same for every checkpoint.")
     is_splits: int = opt(10, "Inception Score splits.")
-    kid_subsets: int = opt(100, "KID subsets.")
+    fid_bootstrap: int = opt(
+        50, "Bootstrap resamples of the generated features behind fid_std[...] (FID's uncertainty; 0 = off)."
+    )
+    kid_subsets: int = opt(100, "KID subsets (their std is logged as kid_std[...]).")
     kid_subset_size: int = opt(1000, "KID subset size (capped at the number of samples).")
     where: Literal["pool", "inline"] = opt(
         "pool",
@@ -603,7 +611,10 @@ def validate(cfg: Config) -> None:
 
 
 def resolve(cfg: Config) -> Config:
-    """Fill model fields left null from the preset, so the saved config says what ran."""
+    """Fill model fields left null from the preset and resolve `auto` spacing, so the saved config says
+    what ran."""
+    if cfg.diffusion.timestep_spacing == "auto":
+        cfg.diffusion.timestep_spacing = AUTO_TIMESTEP_SPACING
     from faice.models.presets import AUTOENCODER_PRESETS, MODEL_PRESETS
 
     for section, presets in ((cfg.model, MODEL_PRESETS), (cfg.autoencoder, AUTOENCODER_PRESETS)):

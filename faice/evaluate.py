@@ -20,7 +20,12 @@ from PIL import Image
 from faice.config import Config, ConfigError
 from faice.metrics.features import Extractor, build_extractor
 from faice.metrics.reference import ReferenceStats, reference_stats
-from faice.metrics.stats import feature_stats, frechet_distance, inception_score, kernel_inception_distance
+from faice.metrics.stats import (
+    FrechetReference,
+    fid_bootstrap_std,
+    inception_score,
+    kernel_inception_distance,
+)
 
 EVAL_LOG = "eval.jsonl"
 EVAL_DIR = "eval"
@@ -34,6 +39,16 @@ def metric_key(metric: str, extractor: str) -> str:
 
 def is_eval_metric(name: str) -> bool:
     return name.endswith("]") and "[" in name
+
+
+def std_key(metric: str) -> str:
+    """`fid[inception]` -> `fid_std[inception]`: where an evaluation metric's uncertainty is logged."""
+    base, _, rest = metric.partition("[")
+    return f"{base}_std[{rest}"
+
+
+def is_std_metric(name: str) -> bool:
+    return "_std[" in name
 
 
 @dataclass
@@ -67,9 +82,13 @@ def reference_for(cfg: Config, extractor: Extractor, resolution: int | None = No
 def score(images: np.ndarray, ref: ReferenceStats, extractor: Extractor, cfg: Config) -> EvalResult:
     """FID/KID (and IS when the extractor has logits) of uint8 `images` against `ref`."""
     fake, logits = extractor.features(images)
-    mu, sigma = feature_stats(fake)
     name = extractor.name
-    metrics = {metric_key("fid", name): frechet_distance(ref.mu, ref.sigma, mu, sigma)}
+    frechet = FrechetReference(ref.mu, ref.sigma)
+    metrics = {metric_key("fid", name): frechet.distance(fake)}
+    if cfg.eval.fid_bootstrap > 1:  # FID's uncertainty: its spread over resamples of the same images
+        metrics[metric_key("fid_std", name)] = fid_bootstrap_std(
+            frechet, fake, cfg.eval.fid_bootstrap, seed=cfg.eval.seed
+        )
     if logits is not None:
         mean, std = inception_score(logits, cfg.eval.is_splits)
         metrics[metric_key("is", name)], metrics[metric_key("is_std", name)] = mean, std
@@ -136,7 +155,7 @@ def evaluate_reconstruction(
     real = heldout_images(cfg, cfg.eval.num_samples)
     recon = to_uint8(reconstructions(model, cfg, len(real), cfg.eval.batch_size))
     result = score(recon, ref, extractor, cfg)
-    renamed = {"fid": "rfid", "kid": "rkid", "kid_std": "rkid_std"}
+    renamed = {"fid": "rfid", "fid_std": "rfid_std", "kid": "rkid", "kid_std": "rkid_std"}
     metrics = {}
     for key, value in result.metrics.items():
         base = key.split("[")[0]

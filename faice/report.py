@@ -37,6 +37,7 @@ from faice.results import (
     seed_table,
     short_diff,
     table_cells,
+    verdict,
 )
 from faice.results import (
     report as write_results,
@@ -336,7 +337,9 @@ def _header_lines(name: str, spec: dict, ranked: list) -> list[str]:
         f"{Path(spec.get('base') or '').name}.",
         "Each row is one trial; its run folder is runs/<trial_id> (config.yaml, metrics.jsonl, eval.jsonl, "
         "checkpoints). Metric names carry their feature extractor: numbers of different extractors are "
-        "never comparable, and [faice-tiny] (the offline stand-in) is not comparable to published FIDs.",
+        "never comparable, and [faice-tiny] (the offline stand-in) is not comparable to published FIDs; "
+        "x_std[...] is the uncertainty of x (FID: bootstrap std; KID: std over subsets).",
+        *([found["text"][0].upper() + found["text"][1:] + "."] if (found := verdict(ranked, metric, mode)) else []),
     ]
 
 
@@ -449,8 +452,11 @@ def _markdown(rep: ReportParts) -> str:
 
 def compare(search_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[Any]], list[str]]:
     """(header, one row per search, metric columns left out): each search's best trial with the metric
-    columns every search has. A column is one metric of one extractor, so `fid[faice-tiny]` and
+    columns every search has, their uncertainties (x_std[...]) and `verdict`: `tie` when that search's
+    runner-up is within noise of its best (faice.results.verdict). A column is one metric of one extractor, so `fid[faice-tiny]` and
     `fid[inception]` never share one; columns some searches lack are returned as left out."""
+    from faice.evaluate import std_key
+
     entries, seen = [], set()
     for folder in map(Path, search_dirs):
         spec = load_search(folder)
@@ -458,15 +464,18 @@ def compare(search_dirs: Sequence[str | Path]) -> tuple[list[str], list[list[Any
         rows = collect(folder)
         for row in rows:
             seen |= set(row.evals) | ({metric} if row.best is not None else set())
-        best = next((r for r in rank(rows, mode) if r.best is not None), None)
+        found = verdict(rows, metric, mode)
+        best = found["best"] if found else None
         values = {}
         if best is not None:
-            values = {**best.evals, metric: best.best}
+            values = {**best.evals, metric: best.best, "verdict": "tie" if found["tie"] else "clear"}
+            if best.best_std is not None:
+                values[std_key(metric)] = best.best_std
             if best.steps_per_s is not None:
                 values["steps_per_s"] = best.steps_per_s
         entries.append((folder, spec, metric, best, values))
     shared = set.intersection(*(set(e[4]) for e in entries)) if entries else set()
-    ordered = sorted(shared, key=lambda k: ("[" not in k, k[k.find("[") :], k))
+    ordered = sorted(shared, key=lambda k: (k == "verdict", "[" not in k, k[k.find("[") :], k))
     header = ["search", "trial", "config", *ordered, "run"]
     table = []
     for folder, spec, metric, best, values in entries:

@@ -33,6 +33,7 @@ class TrialRow:
     status: str
     diff: dict[str, Any] = field(default_factory=dict)
     best: float | None = None
+    best_std: float | None = None  # the uncertainty logged with the best value (fid_std[x], kid_std[x])
     best_step: int | None = None
     last: float | None = None
     last_step: int | None = None
@@ -132,6 +133,17 @@ def _metric_stats(lines: list[dict], metric: str, mode: str) -> dict:
     return stats
 
 
+def _std_at(lines: list[dict], metric: str, step: int | None) -> float | None:
+    """The uncertainty logged beside `metric` at `step` (an evaluation's fid_std[x]/kid_std[x])."""
+    from faice.evaluate import is_eval_metric, std_key
+
+    if not is_eval_metric(metric) or step is None:
+        return None
+    key = std_key(metric)
+    found = [r[key] for r in lines if r.get("step") == step and _finite(r.get(key)) and _finite(r.get(metric))]
+    return found[-1] if found else None
+
+
 def _grid(run_dir: Path, summary: dict | None) -> str | None:
     """The final grid of the summary (or its copy in this folder), else the latest samples/*.png."""
     candidates = [Path(summary["grid"])] if summary and summary.get("grid") else []
@@ -175,7 +187,7 @@ def final_evals(run_dir: Path) -> tuple[dict[str, float], int]:
     out: dict[str, float] = {}
     rows = read_jsonl(run_dir / EVAL_LOG)
     for row in sorted(rows, key=lambda r: r["step"]):
-        out.update({k: v for k, v in eval_metrics(row).items() if "_std[" not in k})
+        out.update(eval_metrics(row))
     return out, sum("eval_error" in r for r in rows)
 
 
@@ -201,8 +213,10 @@ def trial_row(run_dir: Path, trial_id: str, spec: dict, base: dict, ray: dict | 
     status = _status((ray or {}).get("status"), summary is not None, bool(lines))
     stats = _metric_stats(lines, metric, mode)
     if is_eval_metric(metric):
-        own = _metric_stats(metric_lines(run_dir, metric), metric, mode)
+        own_lines = metric_lines(run_dir, metric)
+        own = _metric_stats(own_lines, metric, mode)
         stats.update({k: own[k] for k in ("best", "best_step", "last") if k in own})
+        stats["best_std"] = _std_at(own_lines, metric, stats.get("best_step"))
     row = TrialRow(trial_id, status, diff, grid=_grid(run_dir, summary), evals=evals, **stats)
     row.eval_failures = failures
     if row.wall_s is not None:
@@ -233,6 +247,35 @@ def rank(rows: list[TrialRow], mode: str) -> list[TrialRow]:
     return sorted(rows, key=lambda r: (r.best is None, sign * r.best if r.best is not None else 0.0))
 
 
+def verdict(rows: list[TrialRow], metric: str, mode: str, z: float = 2.0) -> dict | None:
+    """The best trial, and whether the runner-up is within noise of it: |a - b| < z sqrt(sa^2 + sb^2)
+    with each value's logged uncertainty (no uncertainty: never a tie). None when no trial has the metric.
+    Returns {best, runner_up, tie, text}."""
+    ranked = [r for r in rank(rows, mode) if r.best is not None]
+    if not ranked:
+        return None
+    best = ranked[0]
+    if len(ranked) < 2:
+        return {"best": best, "runner_up": None, "tie": False, "text": f"best: {_with_std(best, metric)}"}
+    second = ranked[1]
+    spread = math.hypot(best.best_std or 0.0, second.best_std or 0.0)
+    tie = spread > 0 and abs(best.best - second.best) < z * spread
+    if tie:
+        text = (
+            f"no clear winner: the best two trials, {_with_std(best, metric)} and {_with_std(second, metric)}, "
+            f"are within noise of each other (difference {abs(best.best - second.best):.4g} < "
+            f"{z:g} x {spread:.3g}); score them on more samples or seeds before choosing"
+        )
+    else:
+        text = f"best: {_with_std(best, metric)} (runner-up {_with_std(second, metric)})"
+    return {"best": best, "runner_up": second, "tie": tie, "text": text}
+
+
+def _with_std(row: TrialRow, metric: str) -> str:
+    std = f" ± {row.best_std:.2g}" if row.best_std is not None else ""
+    return f"{row.trial_id} {metric}={row.best:.4g}{std} at step {row.best_step}"
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return ""
@@ -261,9 +304,13 @@ def eval_columns(rows: list[TrialRow], metric: str = "") -> list[str]:
 
 def _columns(row: TrialRow, metric: str, evals: list[str] = ()) -> dict[str, Any]:
     """The non-diff columns shared by results.csv and results.md."""
+    from faice.evaluate import is_eval_metric, std_key
+
+    uncertainty = {f"best_{std_key(metric)}": row.best_std} if is_eval_metric(metric) else {}
     return {
         **{name: row.evals.get(name) for name in evals},
         f"best_{metric}": row.best,
+        **uncertainty,
         "best_step": row.best_step,
         f"last_{metric}": row.last,
         "last_step": row.last_step,
@@ -332,9 +379,11 @@ def _markdown(ranked: list[TrialRow], table: list[dict], search_dir: Path, spec:
     metric, mode = _metric_mode(spec)
     name = spec.get("name") or search_dir.name
     header = [*table[0], "grid"] if table else ["trial_id", "status", f"best_{metric}"]
+    found = verdict(ranked, metric, mode)
     lines = [
         f"# Search `{name}`: {metric} ({mode}), {len(ranked)} trials: {_counts(ranked)}",
         "",
+        *([f"**{found['text'][0].upper() + found['text'][1:]}.**", ""] if found else []),
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
@@ -409,11 +458,16 @@ def _eval_notes(rows: list[TrialRow]) -> list[str]:
     columns = eval_columns(rows)
     if not columns:
         return []
-    notes = ["", "Evaluation columns are the scores of each trial's newest evaluated checkpoint."]
+    notes = [
+        "",
+        "Evaluation columns are the scores of each trial's newest evaluated checkpoint; `fid_std[x]` is the "
+        "FID's bootstrap standard deviation, `kid_std[x]` KID's over its subsets.",
+    ]
     if any("[faice-tiny]" in c for c in columns):
         notes.append(
-            "`[faice-tiny]`: the offline stand-in feature network (a fixed random CNN); these numbers rank "
-            "trials of this search but are NOT comparable to published FID/IS, which use `[inception]`."
+            "`[faice-tiny]`: the offline stand-in feature network (a fixed random CNN) for fast tests; it does "
+            "NOT rank models reliably (benchmarks/results/metric_agreement.md) and is not comparable to "
+            "published FID/IS, which use `[inception]`."
         )
     failed = sum(r.eval_failures for r in rows)
     if failed:
@@ -423,10 +477,13 @@ def _eval_notes(rows: list[TrialRow]) -> list[str]:
 
 def format_table(rows: list[TrialRow], metric: str, mode: str, max_width: int = 110) -> str:
     """A ranked plain-text table for the console; the diff column is cut to fit `max_width`."""
-    evals = [c for c in eval_columns(rows, metric) if not c.startswith("kid")]
+    from faice.evaluate import is_std_metric
+
+    evals = [c for c in eval_columns(rows, metric) if not c.startswith("kid") and not is_std_metric(c)]
     head = ["trial", "status", f"best {metric}", "@step", *evals, "step", "wall s", "resumes", "diff"]
+    best = lambda r: _fmt(r.best) + (f" ± {r.best_std:.2g}" if r.best_std is not None else "")  # noqa: E731
     body = [
-        [r.trial_id, r.status, _fmt(r.best), _fmt(r.best_step), *(_fmt(r.evals.get(c)) for c in evals)]
+        [r.trial_id, r.status, best(r), _fmt(r.best_step), *(_fmt(r.evals.get(c)) for c in evals)]
         + [_fmt(r.last_step), _fmt(r.wall_s), str(r.resumes), short_diff(r.diff)]
         for r in rank(rows, mode)
     ]
@@ -501,11 +558,12 @@ def report(search_dir: str | Path) -> dict:
     rows = collect(search_dir)
     csv_path, md_path = write_tables(rows, search_dir, spec)
     plot = plot_metric(search_dir, metric, search_dir / "results.png")
-    top = rank(rows, mode)[:1]
+    found = verdict(rows, metric, mode)
     best = None
-    if top and top[0].best is not None:
-        best = {"trial_id": top[0].trial_id, "metric": top[0].best, "step": top[0].best_step}
-        best["grid"] = top[0].grid
+    if found:
+        top = found["best"]
+        best = {"trial_id": top.trial_id, "metric": top.best, "std": top.best_std, "step": top.best_step}
+        best.update(grid=top.grid, tie=found["tie"], verdict=found["text"])
     return {"rows": rows, "csv": csv_path, "md": md_path, "plot": plot, "best": best}
 
 
@@ -522,6 +580,6 @@ def results_command(path: str, out=None) -> int:
     if best is None:
         print(f"best: none yet (no trial has logged {metric})", file=out)
     else:
-        print(f"best: {best['trial_id']} {metric}={best['metric']:.4g} at step {best['step']}", file=out)
+        print(best["verdict"], file=out)
         print(f"best grid: {best['grid'] or 'none yet'}", file=out)
     return 0

@@ -165,3 +165,24 @@ def test_sweep_plan_errors_name_the_valid_samplers(capsys):
     rows = [{"sampler": "ddim", "steps": 10, "fid[x]": 12.0}, {"sampler": "ddim", "steps": 50, "fid[x]": 10.5},
             {"sampler": "pndm", "steps": 10, "fid[x]": 20.0}]  # fmt: skip
     assert steps_to_match(rows, 10.0) == {"ddim": 50, "pndm": None}
+
+
+def test_compare_and_report_show_uncertainty_and_say_when_the_best_two_tie(tmp_path, capsys):
+    from faice.report import build_report
+
+    std = {"fid_std[inception]": 5.0}
+    tie = fake_search(tmp_path, "tie", "fid[inception]", {
+        "a": {"fid": [100.0], "evals": std}, "b": {"fid": [104.0], "evals": std},
+    })  # fmt: skip
+    clear = fake_search(tmp_path, "clear", "fid[inception]", {
+        "c": {"fid": [60.0], "evals": std}, "d": {"fid": [104.0], "evals": std},
+    })  # fmt: skip
+    assert faice(["compare", str(tie), str(clear), "--out", str(tmp_path / "c.md")]) == 0
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "c.csv").read_text())))
+    assert [(r["trial"], r["verdict"], float(r["fid_std[inception]"])) for r in rows] == [
+        ("a", "tie", 5.0), ("c", "clear", 5.0)
+    ]  # fmt: skip
+    page = build_report(tie, sweep=None, log=lambda _: None)
+    md = page["md"].read_text()
+    assert "No clear winner: the best two trials, a fid[inception]=100 ± 5" in md
+    assert "No clear winner" in (tie / "results.md").read_text()

@@ -114,7 +114,9 @@ def test_report_writes_csv_md_plot(search_copy):
 
     md = result["md"].read_text().splitlines()
     assert md[0].startswith("# Search `lr-search`: loss (min), 3 trials: 2 finished, 1 stopped early")
-    md_rows = [ln.split("|")[1:-1] for ln in md[4:]]
+    assert md[2].startswith("**Best: ")  # the verdict (a loss has no uncertainty: never a tie)
+    start = md.index(next(ln for ln in md if ln.startswith("| trial_id"))) + 2
+    md_rows = [ln.split("|")[1:-1] for ln in md[start:] if ln.startswith("|")]
     md_best = [float(cells[3]) for cells in md_rows]
     assert md_best == sorted(md_best)
     assert md_rows[0][0].strip() == result["best"]["trial_id"]
@@ -123,8 +125,10 @@ def test_report_writes_csv_md_plot(search_copy):
         assert im.size[0] > 200 and im.size[1] > 200
         assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 20
     best = min(result["rows"], key=lambda r: r.best)
-    assert result["best"] == {"trial_id": best.trial_id, "metric": best.best, "step": best.best_step,
-                              "grid": best.grid}  # fmt: skip
+    assert {k: result["best"][k] for k in ("trial_id", "metric", "step", "grid", "tie")} == {
+        "trial_id": best.trial_id, "metric": best.best, "step": best.best_step, "grid": best.grid, "tie": False
+    }  # fmt: skip
+    assert result["best"]["std"] is None  # a loss carries no uncertainty: never a tie
 
 
 @pytest.mark.timeout(300)
@@ -188,3 +192,46 @@ def test_faice_results_cli(search_copy, capsys):
     out = capsys.readouterr().out
     assert "best:" in out and (search_copy / "results.csv").exists()
     assert main(["results", str(search_copy / "runs")]) == 2
+
+
+def test_verdict_flags_the_best_two_within_noise_and_crowns_a_clear_winner():
+    from faice.results import TrialRow, verdict
+
+    a = TrialRow("a", "finished", best=100.0, best_std=3.0, best_step=4)
+    b = TrialRow("b", "finished", best=104.0, best_std=3.0, best_step=4)  # |diff| 4 < 2 * 4.24
+    c = TrialRow("c", "finished", best=150.0, best_std=3.0, best_step=4)
+    tie = verdict([c, b, a], "fid[inception]", "min")
+    assert tie["tie"] and tie["best"] is a and tie["runner_up"] is b
+    assert tie["text"].startswith("no clear winner") and "a fid[inception]=100 ± 3" in tie["text"]
+    clear = verdict([c, a], "fid[inception]", "min")
+    assert not clear["tie"] and clear["text"].startswith("best: a")
+    high = verdict([a, c], "is[inception]", "max")
+    assert high["best"] is c and not high["tie"]
+    assert verdict([TrialRow("x", "running")], "fid[inception]", "min") is None
+
+
+def test_an_evaluation_metric_carries_its_uncertainty_into_the_tables(tmp_path):
+    """best_<metric>'s std is the one logged with the best checkpoint's evaluation, not the last's."""
+    root = tmp_path / "s"
+    run = root / "runs" / "t0"
+    run.mkdir(parents=True)
+    spec = {"name": "s", "metric": "kid[inception]", "mode": "min"}
+    (root / "search.yaml").write_text(yaml.safe_dump(spec))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 4, "loss": 0.5}) + "\n")
+    rows = [
+        {"step": 2, "kid[inception]": 0.30, "kid_std[inception]": 0.02, "fid[inception]": 300.0,
+         "fid_std[inception]": 9.0},
+        {"step": 4, "kid[inception]": 0.20, "kid_std[inception]": 0.01, "fid[inception]": 250.0,
+         "fid_std[inception]": 7.0},
+        {"step": 6, "kid[inception]": 0.25, "kid_std[inception]": 0.03, "fid[inception]": 260.0,
+         "fid_std[inception]": 8.0},
+    ]  # fmt: skip
+    (run / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (row,) = collect(root)
+    assert (row.best, row.best_std, row.best_step) == (0.20, 0.01, 4)
+    result = report(root)
+    with result["csv"].open() as f:
+        (cells,) = list(csv.DictReader(f))
+    assert float(cells["best_kid_std[inception]"]) == 0.01
+    assert float(cells["fid_std[inception]"]) == 8.0  # the newest evaluation's, beside its fid
+    assert "kid_std[x]" in result["md"].read_text()

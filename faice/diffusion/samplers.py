@@ -96,18 +96,16 @@ def check_sampler(name: str, prediction_type: str) -> None:
         )
 
 
-# diffusers' DPM-Solver "leading" divides by steps + 1, so its first timestep falls with more steps (800 of
-# 1000 at 200 steps): sampling starts from noise at a timestep that is not pure noise, and FID gets worse the
-# more steps it takes (benchmarks/sampling_steps.py found it). Trailing starts at T - 1 for any step count.
-TRAILING_BY_DEFAULT = ("dpm-solver++",)
-
-
 def timestep_spacing(cfg, sampler: str | None = None) -> str:
-    """The spacing of a DiffusionConfig for `sampler`: 'auto' is trailing with zero terminal SNR (Lin et al.
-    2023) and for the samplers in TRAILING_BY_DEFAULT, else leading (the original's, diffusers' DDPM/DDIM)."""
-    if cfg.timestep_spacing != "auto":
-        return cfg.timestep_spacing
-    return "trailing" if cfg.zero_terminal_snr or sampler in TRAILING_BY_DEFAULT else "leading"
+    """The spacing of a DiffusionConfig's samplers; 'auto' is trailing for every sampler.
+
+    Trailing starts every sampler at t = T - 1 (pure noise) at any step count (Lin et al. 2024, "Common
+    Diffusion Noise Schedules and Sample Steps are Flawed"). diffusers' leading spacing, the original
+    project's, starts DDIM-1 at t = 0, DDIM-2 at t = 500 and DPM-Solver++-200 at 800: few-step samples
+    begin far below pure noise. Set `leading` only to replicate the original's numbers."""
+    from faice.config import AUTO_TIMESTEP_SPACING
+
+    return AUTO_TIMESTEP_SPACING if cfg.timestep_spacing == "auto" else cfg.timestep_spacing
 
 
 def build_scheduler(diffusion_cfg, sampler: str, clip_sample: bool = True, karras_sigmas: bool = False):

@@ -44,6 +44,56 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(max(value, 0.0)) if value > -1e-6 * max(scale, 1.0) else float(value)
 
 
+class FrechetReference:
+    """Reference statistics prepared once for many Fréchet distances: mean, S^(1/2) and tr(S)."""
+
+    def __init__(self, mu: np.ndarray, sigma: np.ndarray):
+        self.mu = np.asarray(mu, np.float64)
+        sigma = np.asarray(sigma, np.float64)
+        w, v = np.linalg.eigh((sigma + sigma.T) / 2)
+        self.root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        self.trace = float(np.trace(sigma))
+
+    def distance(self, features: np.ndarray) -> float:
+        """FID of (N, D) features against the reference, from the features themselves: with X the centred
+        features, S2 = X^T X / (N - 1) and S^(1/2) S2 S^(1/2) = Y^T Y / (N - 1) for Y = X S^(1/2), whose
+        non-zero eigenvalues are those of the smaller of Y^T Y and Y Y^T. Equal to `frechet_distance`."""
+        x = np.asarray(features, np.float64)
+        n = len(x)
+        if n < 2:
+            raise ValueError(f"need at least 2 feature rows for a covariance, got {n}")
+        mu = x.mean(axis=0)
+        xc = x - mu
+        y = xc @ self.root
+        gram = (y @ y.T if n <= y.shape[1] else y.T @ y) / (n - 1)
+        tr_sqrt = float(np.sqrt(np.clip(np.linalg.eigvalsh((gram + gram.T) / 2), 0, None)).sum())
+        diff = mu - self.mu
+        value = diff @ diff + self.trace + float((xc * xc).sum()) / (n - 1) - 2 * tr_sqrt
+        return float(max(value, 0.0))
+
+
+def fid_bootstrap_std(ref: FrechetReference, features: np.ndarray, draws: int = 50, seed: int = 0) -> float:
+    """Sample std of the FID over `draws` bootstrap resamples (with replacement) of the generated
+    features: the spread one would see re-drawing the same number of samples (reference held fixed)."""
+    x = np.asarray(features, np.float64)
+    rng = np.random.default_rng(seed)
+    values = [ref.distance(x[rng.integers(0, len(x), len(x))]) for _ in range(draws)]
+    return float(np.std(values, ddof=1)) if draws > 1 else 0.0
+
+
+def fid_infinity(
+    ref: FrechetReference, features: np.ndarray, points: int = 8, min_fraction: float = 0.25, seed: int = 0
+) -> tuple[float, float]:
+    """FID_inf (Chong & Forsyth 2020): FID at `points` sample counts N from min_fraction * len to len
+    (random subsets), fitted linearly in 1/N and read at 1/N = 0. Returns (intercept, slope)."""
+    x = np.asarray(features, np.float64)
+    rng = np.random.default_rng(seed)
+    counts = np.unique(np.linspace(max(2, int(min_fraction * len(x))), len(x), points).astype(int))
+    fids = [ref.distance(x[rng.choice(len(x), n, replace=False)]) for n in counts]
+    slope, intercept = np.polyfit(1.0 / counts, fids, 1)
+    return float(intercept), float(slope)
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))

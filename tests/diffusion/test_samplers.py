@@ -58,7 +58,7 @@ def test_zero_terminal_snr_uses_trailing_spacing():
     sched.set_timesteps(10)
     assert sched.timesteps[0].item() == 999
     assert sched.alphas_cumprod[-1].item() == pytest.approx(0.0, abs=1e-7)
-    plain = build_scheduler(load_config("debug.yaml").diffusion, "ddim")
+    plain = build_scheduler(load_config("debug.yaml", ["diffusion.timestep_spacing=leading"]).diffusion, "ddim")
     plain.set_timesteps(10)
     assert plain.timesteps[0].item() == 900
 
@@ -80,7 +80,8 @@ def test_the_sampler_used_is_the_one_named(name, cls):
 
 @pytest.mark.parametrize("name", ["euler", "heun", "dpm-solver++"])
 def test_karras_sigmas_change_the_sigmas_and_the_images(name, model):
-    cfg = load_config("debug.yaml")
+    # leading: the plain schedule reaches t = 0, so both span the same sigma range
+    cfg = load_config("debug.yaml", ["diffusion.timestep_spacing=leading"])
     plain, karras = (build_scheduler(cfg.diffusion, name, karras_sigmas=k) for k in (False, True))
     for s in (plain, karras):
         s.set_timesteps(8)
@@ -151,13 +152,25 @@ def test_timestep_spacing_option_reaches_every_sampler(name):
     assert firsts == {"leading": 900, "trailing": 999}
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "pndm", "dpm-solver++", "euler", "heun"])
-def test_auto_spacing_starts_near_pure_noise_at_any_step_count(name):
-    """With the default spacing the first timestep never falls as steps grow (it did for DPM-Solver++ with
-    diffusers' leading spacing: 800 of 1000 at 200 steps, and FID got worse with more steps)."""
-    sched = build_scheduler(load_config("debug.yaml").diffusion, name)
+@pytest.mark.parametrize("name", SAMPLERS.names())
+@pytest.mark.parametrize("spacing", ["auto", "trailing"])
+def test_every_sampler_starts_from_pure_noise_at_any_step_count(name, spacing):
+    """The first timestep is T - 1 for 1, 2, 10 and 50 steps (diffusers' leading spacing starts DDIM-1 at
+    t = 0, DDIM-2 at 500 and DPM-Solver++-200 at 800: sampling from noise at a time that is not noise)."""
+    cfg = load_config("debug.yaml", [f"diffusion.timestep_spacing={spacing}"])
+    assert cfg.diffusion.timestep_spacing == "trailing"  # auto is resolved in the config a run saves
+    sched = build_scheduler(cfg.diffusion, name)
+    T = cfg.diffusion.num_train_timesteps
+    for steps in (1, 2, 10, 50):
+        sched.set_timesteps(steps)
+        assert round(float(sched.timesteps[0])) == T - 1, (name, steps, sched.timesteps[:3])
+
+
+def test_leading_spacing_still_replicates_the_original():
+    cfg = load_config("debug.yaml", ["diffusion.timestep_spacing=leading"])
+    sched = build_scheduler(cfg.diffusion, "ddim")
     firsts = []
-    for steps in (10, 50, 200):
+    for steps in (1, 2):
         sched.set_timesteps(steps)
         firsts.append(round(float(sched.timesteps[0])))
-    assert firsts == sorted(firsts) and firsts[-1] >= 990, firsts
+    assert firsts == [0, 500]
