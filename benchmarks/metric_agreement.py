@@ -25,7 +25,6 @@ ratio = mean Spearman rho of the metric made the `tiny` default (target >= 0.9, 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -168,7 +167,9 @@ def main() -> int:
     rows = []
     for rung in LADDER:
         images, sample_s = rung_samples(work, runs, rung, args.samples)
-        feats = {e: cached_features(work, f"{rung[0]}-{args.samples}", x, images) for e, x in extractors.items()}
+        feats = {
+            e: cached_features(work, f"{rung[0]}-{args.samples}", x, images) for e, x in extractors.items()
+        }
         rows.append({"rung": rung, "sample_s": sample_s, "features": feats})
 
     # reference: Inception FID of every sample against the whole split
@@ -193,7 +194,9 @@ def main() -> int:
             for i, r in enumerate(rows):
                 fake = r["features"][e][0]
                 for k, idx in enumerate(subsets):
-                    for metric, (v, secs) in candidate_values(cand_real[e], cand_ref[e], fake[idx], k).items():
+                    for metric, (v, secs) in candidate_values(
+                        cand_real[e], cand_ref[e], fake[idx], k
+                    ).items():
                         if metric == "fid_inf" and e != "inception":
                             continue
                         name = f"{metric}[{e}]@{budget}"

@@ -21,6 +21,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 class ConfigError(ValueError):
     """A config problem a user can fix; the message names the key."""
 
+
 # what diffusion.timestep_spacing=auto means (faice.diffusion.samplers.timestep_spacing)
 AUTO_TIMESTEP_SPACING = "trailing"
 

@@ -339,7 +339,11 @@ def _header_lines(name: str, spec: dict, ranked: list) -> list[str]:
         "checkpoints). Metric names carry their feature extractor: numbers of different extractors are "
         "never comparable, and [faice-tiny] (the offline stand-in) is not comparable to published FIDs; "
         "x_std[...] is the uncertainty of x (FID: bootstrap std; KID: std over subsets).",
-        *([found["text"][0].upper() + found["text"][1:] + "."] if (found := verdict(ranked, metric, mode)) else []),
+        *(
+            [found["text"][0].upper() + found["text"][1:] + "."]
+            if (found := verdict(ranked, metric, mode))
+            else []
+        ),
     ]
 
 

@@ -140,7 +140,9 @@ def _std_at(lines: list[dict], metric: str, step: int | None) -> float | None:
     if not is_eval_metric(metric) or step is None:
         return None
     key = std_key(metric)
-    found = [r[key] for r in lines if r.get("step") == step and _finite(r.get(key)) and _finite(r.get(metric))]
+    found = [
+        r[key] for r in lines if r.get("step") == step and _finite(r.get(key)) and _finite(r.get(metric))
+    ]
     return found[-1] if found else None
 
 

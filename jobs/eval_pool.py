@@ -47,12 +47,15 @@ class EvalJob:
 class EvalQueue:
     """Pending evaluations, FIFO, de-duplicated per (trial, step); pure Python so it is unit-tested.
 
-    keep=latest: a new checkpoint of a trial replaces that trial's older pending non-final ones.
+    keep=latest: a new checkpoint of a trial replaces that trial's older pending non-final ones, except
+    checkpoints at `protected` steps (ASHA's milestones): a rung compares the evaluations of its own step,
+    never a later checkpoint's.
     """
 
     keep: Literal["latest", "all"] = "latest"
     pending: deque = field(default_factory=deque)
     seen: set = field(default_factory=set)
+    protected: frozenset = frozenset()
 
     def push(self, job: EvalJob) -> list[EvalJob]:
         """Queue `job`; returns the jobs it made redundant (dropped), or [job] when it is a duplicate."""
@@ -67,7 +70,12 @@ class EvalQueue:
         dropped = []
         if self.keep == "latest":
             dropped = [
-                j for j in self.pending if j.trial_id == job.trial_id and not j.final and j.step < job.step
+                j
+                for j in self.pending
+                if j.trial_id == job.trial_id
+                and not j.final
+                and j.step < job.step
+                and j.step not in self.protected
             ]
             self.pending = deque(j for j in self.pending if j not in dropped)
         self.pending.append(job)
@@ -127,10 +135,11 @@ class EvalDispatcher:
         keep: str = "latest",
         max_attempts: int = 3,
         overrides: list[str] | None = None,
+        protected_steps: list[int] | None = None,
     ):
         self.task_options, self.slots, self.max_attempts = task_options, max(1, int(slots)), max_attempts
         self.overrides = list(overrides or [])
-        self.queue = EvalQueue(keep)
+        self.queue = EvalQueue(keep, protected=frozenset(protected_steps or ()))
         self.running: dict = {}  # ObjectRef -> EvalJob
         self.results: dict[str, list[dict]] = {}
         self.delivered: dict[str, int] = {}
@@ -241,6 +250,7 @@ def start_dispatcher(
     keep: str,
     max_attempts: int,
     overrides: list[str] | None = None,
+    protected_steps: list[int] | None = None,
 ):
     """The search's dispatcher actor (0 CPUs, on the head like the trial actors, so losing an evaluation or
     training machine never loses the queue), named so trials can find it."""
@@ -251,7 +261,7 @@ def start_dispatcher(
         resources={"node:__internal_head__": 0.001},
         max_concurrency=16,
     )
-    return actor.remote(task_options, slots, keep, max_attempts, overrides)
+    return actor.remote(task_options, slots, keep, max_attempts, overrides, protected_steps)
 
 
 def get_dispatcher(name: str):

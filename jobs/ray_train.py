@@ -107,6 +107,27 @@ def reclaim_orphan_placement_groups() -> list[dict]:
     return removed
 
 
+class TrialProgress:
+    """One progress line per trial on the search's console (Ray's driver-side tqdm), instead of a line
+    per report from every worker."""
+
+    def __init__(self, trial_id: str, total: int, initial: int):
+        from ray.experimental.tqdm_ray import tqdm
+
+        self.name = trial_id
+        self.bar = tqdm(desc=trial_id, total=total, unit="step", flush_interval_s=2.0)
+        self.bar.update(initial)
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def set_postfix(self, **values) -> None:
+        self.bar.set_description(f"{self.name} " + " ".join(f"{k}={v}" for k, v in values.items()))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def worker_loop(loop_config: dict) -> None:
     """Body of every Ray Train worker: the faice loop, resuming from Ray's latest checkpoint if any."""
     from faice.train.checkpoint import EVAL_PENDING
@@ -139,6 +160,7 @@ def worker_loop(loop_config: dict) -> None:
         on_checkpoint=on_checkpoint,
         inline_eval=not pool_name,
         poll_evals=poll_evals if pool is not None else None,
+        progress_bar=lambda total, initial: TrialProgress(trial_id, total, initial),
     )
     train(cfg, run_dir=run_dir, resume=resume, hooks=hooks)
 

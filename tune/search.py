@@ -87,6 +87,24 @@ def max_concurrent(bundle: dict[str, float], cluster: dict[str, float]) -> int:
     return max(1, min(fits)) if fits else 1
 
 
+def asha_milestones(grace_period: int, reduction_factor: float, max_t: int) -> list[int]:
+    """The steps at which Ray's ASHA (one bracket) compares trials: grace * rf^k up to max_t."""
+    steps, k = [], 0
+    while grace_period * reduction_factor**k <= max_t:
+        steps.append(int(grace_period * reduction_factor**k))
+        k += 1
+    return [s for s in steps if s < max_t]
+
+
+def protected_steps(spec) -> list[int]:
+    """Checkpoint steps the evaluation pool must never skip: the rungs of an ASHA search on an eval metric."""
+    from faice.evaluate import is_eval_metric
+
+    if spec.scheduler.name != "asha" or not is_eval_metric(spec.metric):
+        return []
+    return asha_milestones(spec.scheduler.grace_period, spec.scheduler.reduction_factor, spec.max_steps())
+
+
 def _scheduler(spec):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -139,26 +157,28 @@ def _prepare(spec, search_dir: Path) -> tuple[dict, list[str], object]:
     base = spec.config_for({})
     data_path = Path(base.data.path).resolve()
     stats_dir = Path(base.eval.stats_dir or search_dir.parent / "reference-stats").resolve()
-    # trials log lines, not progress bars: many workers share one console through Ray
+    # each trial draws one progress line on this console (jobs.ray_train.TrialProgress); with
+    # log.progress=false its rank 0 prints metric lines instead
     fixed = [
         f"data.path={data_path}",
         f"train.output_dir={search_dir / 'runs'}",
-        "log.progress=false",
         f"eval.stats_dir={stats_dir}",
     ]
-    base.data.path, base.train.output_dir, base.log.progress = str(data_path), str(search_dir / "runs"), False
+    base.data.path, base.train.output_dir = str(data_path), str(search_dir / "runs")
     base.eval.stats_dir = str(stats_dir)
     search_dir.mkdir(parents=True, exist_ok=True)
     spec.dump(search_dir / "search.yaml")
     (search_dir / "base_config.yaml").write_text(dump_yaml(base))
     ensure_dataset(base.data)
-    if base.eval.num_samples:
+    probe = spec.probe_config()
+    if probe.eval.num_samples:
         from faice.evaluate import reference_for
         from faice.metrics.features import build_extractor
 
-        ref = reference_for(base, build_extractor(base.eval.extractor, base.eval))
+        probe.data.path, probe.eval.stats_dir = base.data.path, base.eval.stats_dir
+        ref = reference_for(probe, build_extractor(probe.eval.extractor, probe.eval))
         print(f"faice search: reference statistics {'computed' if ref.computed else 'reused'}: {ref.path}")
-    return base_tree, fixed, base
+    return base_tree, fixed, probe
 
 
 def _use_pool(base) -> bool:
@@ -248,9 +268,18 @@ def run_search(args: argparse.Namespace) -> Path:
 
     pool = None
     if use_pool:
-        pool = start_dispatcher(spec.name, options, slots, spec.evaluation.keep, spec.evaluation.max_attempts)
+        pool = start_dispatcher(
+            spec.name,
+            options,
+            slots,
+            spec.evaluation.keep,
+            spec.evaluation.max_attempts,
+            protected_steps=protected_steps(spec),
+        )
         print(f"faice search: evaluation pool of {slots} slot(s), task resources {options}", flush=True)
     concurrent = max_concurrent(run_bundle(spec.trial), cluster)
+    if spec.searcher.max_concurrent:
+        concurrent = min(concurrent, spec.searcher.max_concurrent)
     print(
         f"faice search {spec.name}: {spec.num_trials} trials, up to {concurrent} at once -> {search_dir}",
         flush=True,

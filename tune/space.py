@@ -20,6 +20,7 @@ Format (only `base` and `space` are required; defaults in brackets)::
     searcher:
       name: random           # random | grid | optuna ["random"]
       seed: 0                # [null = unseeded]
+      max_concurrent: 0      # trials at once [0 = as many as fit]
     trial:                   # resources of ONE trial (a Ray Train run)
       num_workers: 1         # [1]
       cpus_per_worker: 1     # [1]
@@ -107,6 +108,7 @@ class SchedulerSpec:
 class SearcherSpec:
     name: Literal["random", "grid", "optuna"] = opt("random", "How trials' params are chosen.")
     seed: int | None = opt(None, "Seed of the searcher (null = unseeded).")
+    max_concurrent: int = opt(0, "Trials running at once (0 = as many as the cluster fits).")
 
 
 @dataclass
@@ -211,6 +213,11 @@ class SearchSpec:
     def config_for(self, params: Mapping[str, Any] | None = None) -> Config:
         """The trial's resolved config: base + overrides + budget.max_steps + `params`."""
         return load_config(self.base, self.override_list(params))
+
+    def probe_config(self) -> Config:
+        """The config of the space's first probe values: what the trials have in common beyond the base
+        (a space may, say, switch checkpoint evaluation on)."""
+        return self.config_for({p.key: p.probes[0] for p in self.space})
 
     def to_dict(self) -> dict:
         """The resolved spec in the YAML format above (base as an absolute path)."""
@@ -663,6 +670,7 @@ def _check_numbers(spec: SearchSpec) -> None:
         ("budget.time_budget_s", b.time_budget_s, ">", 0),
         ("scheduler.grace_period", s.grace_period, ">=", 1),
         ("scheduler.reduction_factor", s.reduction_factor, ">", 1),
+        ("searcher.max_concurrent", spec.searcher.max_concurrent, ">=", 0),
         ("trial.num_workers", t.num_workers, ">=", 1),
         ("trial.cpus_per_worker", t.cpus_per_worker, ">=", 0),
         ("trial.gpus_per_worker", t.gpus_per_worker, ">=", 0),
@@ -734,7 +742,7 @@ def _check_eval_metric(spec: SearchSpec) -> None:
 
     if not is_eval_metric(spec.metric):
         return
-    cfg = spec.config_for()
+    cfg = spec.probe_config()  # the space may switch evaluation on
     extractor = spec.metric[spec.metric.index("[") + 1 : -1]
     if not cfg.eval.num_samples:
         raise ConfigError(

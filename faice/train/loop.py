@@ -9,9 +9,11 @@ import json
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -41,6 +43,9 @@ class Hooks:
     # evaluation pool) whose finished results `poll_evals` returns as eval.jsonl lines.
     inline_eval: bool = True
     poll_evals: Callable[[], list[dict]] | None = None
+    # The progress bar of the main process, (total, initial) -> an object with update(n), set_postfix(**kw)
+    # and close(); None = tqdm on this console. Ray trials draw theirs on the search's console.
+    progress_bar: Callable[[int, int], Any] | None = None
 
 
 @dataclass
@@ -161,21 +166,26 @@ def _loop(
 ) -> RunResult:
     from tqdm.auto import tqdm
 
-    from faice.train.outputs import deliver_evals, evaluate_inline, finish_run, write_sample_grid
+    from faice.evaluate import eval_metrics
+    from faice.train.outputs import deliver_evals, eval_report, evaluate_inline, finish_run, write_sample_grid
 
     acc, p, tc = state.accelerator, state.progress, cfg.train
     main = acc.is_main_process
-    bar = tqdm(
-        total=tc.max_steps,
-        initial=p.step,
-        disable=not (main and cfg.log.progress),
-        unit="step",
-        smoothing=0.1,
-    )
+    if hooks.progress_bar is not None and main and cfg.log.progress:
+        bar = hooks.progress_bar(tc.max_steps, p.step)
+    else:
+        bar = tqdm(
+            total=tc.max_steps,
+            initial=p.step,
+            disable=not (main and cfg.log.progress),
+            unit="step",
+            smoothing=0.1,
+        )
     batches = _batches(state.loader, p, hooks.on_batch)
     window: list[torch.Tensor] = []
     t0, steps0, elapsed0 = time.perf_counter(), p.step, p.elapsed_s
-    latest_eval: dict = {}  # newest evaluation metrics, sent along with every report
+    latest_eval: dict = {}  # evaluation metrics sent along with every report
+    unreported: deque = deque()  # pool evaluations that arrived but no report has carried yet
     inline = bool(cfg.eval.num_samples) and hooks.inline_eval
     blocked = [0.0]
 
@@ -225,8 +235,13 @@ def _loop(
             window.clear()
             if hooks.poll_evals is not None:
                 t = time.perf_counter()
-                latest_eval.update(deliver_evals(hooks.poll_evals(), p.step, reporter))
+                arrived = hooks.poll_evals()
+                deliver_evals(arrived, p.step, reporter)
+                unreported.extend(sorted((r for r in arrived if eval_metrics(r)), key=lambda r: r["step"]))
                 blocked[0] += time.perf_counter() - t
+            if unreported:  # one evaluation per report, oldest first: every rung sees its own step's
+                latest_eval.clear()
+                latest_eval.update(eval_report(unreported.popleft()))
             bar.set_postfix(loss=f"{mean:.4f}", lr=f"{p.metrics['lr']:.2e}")
             if reporter is not None:
                 reporter.log_metrics(p.step, p.metrics)

@@ -94,6 +94,14 @@ def evaluate_inline(cfg: Config, state, run_dir: Path) -> dict | None:
     return row
 
 
+def eval_report(row: dict) -> dict:
+    """What a report carries of one evaluation: its labelled metrics and `eval_step`, the checkpoint they
+    measure (ASHA's time axis on evaluation metrics)."""
+    from faice.evaluate import eval_metrics
+
+    return {**eval_metrics(row), "eval_step": row["step"]}
+
+
 def deliver_evals(rows: list[dict], step: int, reporter) -> dict:
     """Log evaluation lines (inline or from the pool) at training step `step`; returns the newest metrics.
 
@@ -101,11 +109,9 @@ def deliver_evals(rows: list[dict], step: int, reporter) -> dict:
     """
     from PIL import Image
 
-    from faice.evaluate import eval_metrics
-
     latest: dict = {}
     for row in sorted(rows, key=lambda r: r["step"]):
-        latest = {**eval_metrics(row), "eval_step": row["step"]}
+        latest = eval_report(row)
         if reporter is None:
             continue
         reporter.log_metrics(step, latest)

@@ -58,7 +58,9 @@ def test_zero_terminal_snr_uses_trailing_spacing():
     sched.set_timesteps(10)
     assert sched.timesteps[0].item() == 999
     assert sched.alphas_cumprod[-1].item() == pytest.approx(0.0, abs=1e-7)
-    plain = build_scheduler(load_config("debug.yaml", ["diffusion.timestep_spacing=leading"]).diffusion, "ddim")
+    plain = build_scheduler(
+        load_config("debug.yaml", ["diffusion.timestep_spacing=leading"]).diffusion, "ddim"
+    )
     plain.set_timesteps(10)
     assert plain.timesteps[0].item() == 900
 

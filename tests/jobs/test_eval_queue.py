@@ -37,3 +37,22 @@ def test_keep_all_evaluates_every_checkpoint_and_retries_go_first():
     assert again.attempt == 2 and again.step == 2
     assert [j.step for j in q.pending] == [2, 4, 6]
     assert [q.pop().step for _ in range(3)] == [2, 4, 6] and q.pop() is None
+
+
+def test_asha_milestones_are_never_replaced_by_a_later_checkpoint():
+    """With keep=latest a rung's own checkpoint is still scored, so ASHA compares FIDs of that step."""
+    q = EvalQueue("latest", protected=frozenset({100, 200}))
+    for step in (100, 150, 200, 250, 300):
+        q.push(_job("a", step))
+    assert [j.step for j in q.pending] == [100, 200, 300]
+
+
+def test_protected_steps_are_rays_asha_rungs():
+    from ray.tune.schedulers import ASHAScheduler
+
+    from tune.search import asha_milestones
+
+    for grace, rf, max_t in ((100, 2, 400), (2, 2, 8), (10, 3, 1000), (1000, 4, 56000)):
+        asha = ASHAScheduler(time_attr="eval_step", max_t=max_t, grace_period=grace, reduction_factor=rf)
+        rungs = sorted(m for m, _ in asha._brackets[0]._rungs)
+        assert asha_milestones(grace, rf, max_t) == [m for m in rungs if m < max_t], (grace, rf, max_t)

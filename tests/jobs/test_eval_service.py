@@ -68,15 +68,39 @@ def _evals(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.timeout(600)
-def test_pool_scores_every_checkpoint_while_asha_runs_on_fid(two_pools, debug_data, tmp_path):
+def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(
+    two_pools, debug_data, tmp_path
+):
+    """Two trials that train identically (same seed, same config: the same losses), one at a time, whose
+    checkpoints are sampled with 3 DDIM steps and with 1 (FID about 3x worse at every checkpoint of this
+    debug model): ASHA on the pool's FID must stop the second at a rung, which ASHA on the equal losses
+    never would (a value equal to the cutoff continues)."""
+    import yaml
+
+    space = yaml.safe_load((REPO / "tests" / "tune" / "debug-eval.yaml").read_text())
+    del space["overrides"]["eval.num_inference_steps"]
+    space["space"] = {"eval.num_inference_steps": {"grid": [3, 1]}}  # in this order, one trial at a time
+    # 96 steps, a checkpoint every 8, rungs at 8, 16, 32, 64: the first trial's early evaluations come back
+    # while it still trains (an evaluation worker's first task imports torch and diffusers)
+    space["overrides"]["train.checkpoint_every"] = 8
+    space["scheduler"]["grace_period"] = 8
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
     pin = "trial.resources_per_worker={train_slot: 1}"  # trials on training machines only
-    cmd = _search(two_pools, tmp_path, debug_data, "evaluation.keep=all", "config.log.wandb=offline", pin)
+    cmd = _search(
+        two_pools, tmp_path, debug_data, "evaluation.keep=all", "config.log.wandb=offline", pin,
+        "searcher.max_concurrent=1", "budget.num_samples=1", "budget.max_steps=96",
+    )  # fmt: skip
+    cmd[cmd.index("tests/tune/debug-eval.yaml")] = str(tmp_path / "space.yaml")
     out = subprocess.run(cmd, cwd=REPO, env=two_pools.env, capture_output=True, text=True, timeout=500)
     assert out.returncode == 0, out.stderr[-3000:]
     search = tmp_path / "debug-eval"
     with (search / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 4 and {"is[faice-tiny]", "kid[faice-tiny]", f"best_{METRIC}"} <= set(rows[0])
+    assert len(rows) == 2 and {"is[faice-tiny]", "kid[faice-tiny]", f"best_{METRIC}"} <= set(rows[0])
+    assert "fid_std[faice-tiny]" in rows[0] and float(rows[0]["best_fid_std[faice-tiny]"]) > 0
+    by_steps = {int(r["eval.num_inference_steps"]): r for r in rows}
+    assert by_steps[3]["status"] == "finished", rows
+    assert by_steps[1]["status"] == "stopped early", rows
     for row in rows:
         run_dir = search / "runs" / row["trial_id"]
         evals = _evals(run_dir)
@@ -84,9 +108,9 @@ def test_pool_scores_every_checkpoint_while_asha_runs_on_fid(two_pools, debug_da
         steps = sorted(e["step"] for e in evals)
         last = int(latest_checkpoint(run_dir).name.removeprefix("step-"))
         if row["status"] == "finished":
-            assert steps == [2, 4, 6, 8], (row["trial_id"], steps)
+            assert steps == list(range(8, 97, 8)), (row["trial_id"], steps)
         else:  # stopped by ASHA: every checkpoint it wrote, its last one included
-            assert steps == list(range(2, last + 1, 2)), (row["trial_id"], steps, last)
+            assert steps == list(range(8, last + 1, 8)) and last < 96, (row["trial_id"], steps, last)
         assert float(row[f"last_{METRIC}"]) > 0
         for e in evals:  # only the evaluation node ran evaluations, never the training node
             assert e["where"] == "pool" and e["resources"].get("eval_slot") == 1, e
@@ -96,11 +120,21 @@ def test_pool_scores_every_checkpoint_while_asha_runs_on_fid(two_pools, debug_da
         wandb_files = list(run_dir.glob("wandb/offline-run-*/*.wandb"))
         assert any(METRIC.encode() in p.read_bytes() for p in wandb_files), row["trial_id"]
     # Tune (and so ASHA, whose time_attr is eval_step) received the FIDs as trial results
-    reported = [
-        json.loads(line) for p in search.glob("trial-*/result.json") for line in p.read_text().splitlines()
-    ]
-    with_fid = [r for r in reported if METRIC in r]
-    assert with_fid and all("eval_step" in r for r in with_fid)
+    reported, losses = {}, {}
+    for path in search.glob("trial-*/result.json"):
+        results = [json.loads(line) for line in path.read_text().splitlines()]
+        trial = results[0]["trial_id"]
+        reported[trial] = [r for r in results if METRIC in r]
+        losses[trial] = {r["step"]: r["loss"] for r in results if "loss" in r}
+        assert reported[trial] and all("eval_step" in r for r in reported[trial])
+    good, bad = (reported[by_steps[n]["trial_id"]] for n in (3, 1))
+    good_loss, bad_loss = (losses[by_steps[n]["trial_id"]] for n in (3, 1))
+    # the stopping result: the bad trial's last, at a rung with that rung's own evaluation
+    stop = bad[-1]
+    assert stop["eval_step"] in (8, 16, 32, 64), stop
+    at_rung = next(r for r in good if r["eval_step"] == stop["eval_step"])
+    assert stop[METRIC] > at_rung[METRIC]  # stopped on the pool's metric ...
+    assert bad_loss[stop["step"]] == pytest.approx(good_loss[stop["step"]], rel=1e-4)  # ... not on loss
     assert "evaluations:" in out.stdout and "0 failed" in out.stdout
     workers = _train_worker_nodes(two_pools.address)
     assert workers and set(workers) == {two_pools.head}, workers
