@@ -150,33 +150,25 @@ def kernel_inception_distance(
     return float(np.mean(values)), float(np.std(values))
 
 
+def _nchw(images: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.asarray(images, np.float64)).permute(0, 3, 1, 2)
+
+
 def psnr(x: np.ndarray, y: np.ndarray, data_range: float = 255.0) -> float:
-    """Mean over images of 10 log10(range^2 / MSE) for image batches (N, H, W, C)."""
-    mse = ((x.astype(np.float64) - y.astype(np.float64)) ** 2).reshape(len(x), -1).mean(1)
-    return float(np.mean(10 * np.log10(data_range**2 / np.maximum(mse, 1e-12))))
+    """Mean over images of 10 log10(range^2 / MSE) for image batches (N, H, W, C) (torchmetrics' PSNR)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
 
-
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
-    g = np.exp(-((np.arange(size) - (size - 1) / 2) ** 2) / (2 * sigma**2))
-    g /= g.sum()
-    return np.outer(g, g)
+    value = peak_signal_noise_ratio(
+        _nchw(y), _nchw(x), data_range=data_range, reduction="none", dim=(1, 2, 3)
+    )
+    return float(value.mean())
 
 
 def ssim(x: np.ndarray, y: np.ndarray, data_range: float = 255.0) -> float:
-    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03, valid region)
-    over images and channels of batches (N, H, W, C)."""
-    import torch
-    import torch.nn.functional as F
+    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) over images and
+    channels of batches (N, H, W, C) (torchmetrics' SSIM)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
 
-    def filt(a: torch.Tensor) -> torch.Tensor:
-        w = torch.from_numpy(_gaussian_window()).to(a)[None, None].repeat(a.shape[1], 1, 1, 1)
-        return F.conv2d(a, w, groups=a.shape[1])
-
-    a = torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2)
-    b = torch.from_numpy(y.astype(np.float64)).permute(0, 3, 1, 2)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_a, mu_b = filt(a), filt(b)
-    var_a, var_b = filt(a * a) - mu_a**2, filt(b * b) - mu_b**2
-    cov = filt(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return float(s.mean())
+    return float(structural_similarity_index_measure(_nchw(y), _nchw(x), data_range=data_range))
