@@ -207,9 +207,9 @@ class EvalConfig:
         0, "Images generated per checkpoint for FID/IS/KID (0 = no metric evaluation of checkpoints)."
     )
     extractor: str = opt(
-        "faice-tiny",
-        "Feature network of FID/IS/KID; metrics are labelled with it, e.g. fid[inception]. "
-        "faice-tiny is an offline stand-in, not comparable to published numbers.",
+        "inception",
+        "Feature network of FID/IS/KID; metrics are labelled with it, e.g. fid[inception]. faice-tiny is "
+        "a fast stand-in for unit tests: it does not rank models (benchmarks/results/metric_agreement.md).",
         _extractors,
     )
     inception_path: str | None = opt(

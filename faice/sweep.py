@@ -62,7 +62,7 @@ def sampler_sweep(
     model.to(PartialState().device)
     extractor = build_extractor(cfg.eval.extractor, cfg.eval)
     ref = reference_for(cfg, extractor)
-    fid, kid = metric_key("fid", extractor.name), metric_key("kid", extractor.name)
+    fid = metric_key("fid", extractor.name)
     rows = []
     for sampler, counts in plan.items():
         for steps in counts:
@@ -74,11 +74,15 @@ def sampler_sweep(
             seconds = time.perf_counter() - t0
             metrics = score(to_uint8(images), ref, extractor, cfg).metrics
             row = {"sampler": sampler, "steps": steps, "s_per_image": seconds / num_samples,
-                   fid: metrics[fid], kid: metrics[kid], "num_samples": num_samples}  # fmt: skip
+                   **{k: v for k, v in metrics.items() if k.split("[")[0] in UNCERTAIN},
+                   "num_samples": num_samples}  # fmt: skip
             rows.append(row)
             if log:
                 log(f"{sampler:>13} {steps:>4} steps: {row['s_per_image']:.4f} s/image, {fid} {row[fid]:.3f}")
     return rows
+
+
+UNCERTAIN = ("fid", "fid_std", "kid", "kid_std")  # the sweep's columns: each metric with its uncertainty
 
 
 def fid_key(rows: Sequence[dict]) -> str:

@@ -67,6 +67,7 @@ def test_export_samples_what_faice_samples(runs, tmp_path, kind, sampler):
             "heun": "HeunDiscreteScheduler",
         }[sampler]
     )
+    assert pipe.scheduler.config.timestep_spacing == "trailing"  # the resolved `auto`, recorded in the folder
     cond = any(o.startswith("model.conditioning") for o in KINDS[kind])
     labels = torch.tensor([0, 1, 2, 3]) % (2 ** len(pipe.config.attributes)) if cond else None
     _, cfg, _ = load_checkpoint_model(runs[kind])

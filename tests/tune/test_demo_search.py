@@ -32,9 +32,19 @@ PAGE = """(() => {
 def demo(ray_cluster, debug_data, tmp_path_factory):
     """(storage, results.csv rows) of demo-asha at debug size: 2 trials, ASHA on the pool's FID."""
     storage = tmp_path_factory.mktemp("storage")
-    _, rows = run_tiny_search(ray_cluster, storage, "demo-asha.yaml", debug_data, "evaluation.fallback_cpus=1",
-                              "trial.cpus_per_worker=1", "evaluation.also_score_best=[]", "budget.num_samples=2",
-                              "scheduler.grace_period=3", "config.eval.num_inference_steps=3")  # fmt: skip
+    _, rows = run_tiny_search(
+        ray_cluster,
+        storage,
+        "demo-asha.yaml",
+        debug_data,
+        "evaluation.fallback_cpus=1",
+        "trial.cpus_per_worker=1",
+        "evaluation.also_score_best=[]",
+        "budget.num_samples=2",
+        "scheduler.grace_period=3",
+        "config.eval.num_inference_steps=3",
+        fast=False,
+    )  # fmt: skip  (the real tiny default: kid[inception])
     assert len(rows) == 2
     return storage, rows
 
@@ -65,7 +75,7 @@ def test_the_demo_searchs_report_renders_in_a_browser_with_the_csv_numbers(demo,
     assert "FID against sampling steps per sampler" in alts and page["sweep"] == 5
     swept = json.loads((tmp_path / "report" / "sampling-steps.json").read_text())
     assert [r["sampler"] for r in swept["rows"]] == ["ddpm", "ddpm", "ddim", "pndm", "dpm-solver++"]
-    assert all(r["fid[faice-tiny]"] > 0 for r in swept["rows"])
+    assert all(r["fid[inception]"] > 0 and r["fid_std[inception]"] > 0 for r in swept["rows"])
     md = (tmp_path / "report" / "report.md").read_text()
     assert all(f"| {row[0]} |" in md for row in table)
 
@@ -75,10 +85,10 @@ def test_consistency_distils_the_demo_searchs_best_trial(demo, ray_cluster, debu
     from faice.config import read_yaml
 
     storage, demo_rows = demo
-    stdout, rows = run_tiny_search(ray_cluster, storage, "consistency.yaml", debug_data)
+    stdout, rows = run_tiny_search(ray_cluster, storage, "consistency.yaml", debug_data, fast=False)
     link = json.loads((storage / "consistency" / "links.json").read_text())["demo-asha"]
     best = min(
-        (r for r in demo_rows if r["best_fid[faice-tiny]"]), key=lambda r: float(r["best_fid[faice-tiny]"])
+        (r for r in demo_rows if r["best_kid[inception]"]), key=lambda r: float(r["best_kid[inception]"])
     )
     assert link["trial"] == best["trial_id"] and f"best of demo-asha: trial {best['trial_id']}" in stdout
     assert "evaluation pool of 1 slot(s)" in stdout
@@ -87,11 +97,12 @@ def test_consistency_distils_the_demo_searchs_best_trial(demo, ray_cluster, debu
     assert sorted(c["consistency"]["loss"] for c in configs) == ["huber", "l2"]
     assert {c["consistency"]["teacher"] for c in configs} == {link["run"]}
     for row in rows:
-        assert row["status"] == "finished" and float(row["best_fid[faice-tiny]"]) > 0
+        assert row["status"] == "finished" and float(row["best_kid[inception]"]) > -1
         evals = (runs / row["trial_id"] / "eval.jsonl").read_text()
         assert '"sampler": "lcm"' in evals and '"sampler_steps": 2' in evals and '"where": "pool"' in evals
     capsys.readouterr()
     assert faice(["compare", str(storage / "demo-asha"), str(storage / "consistency")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "fid[faice-tiny]" in lines[0] and lines[2].startswith("| demo-asha |")
+    assert "kid[inception]" in lines[0] and "kid_std[inception]" in lines[0]
+    assert lines[2].startswith("| demo-asha |")
     assert lines[3].startswith("| consistency |")

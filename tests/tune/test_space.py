@@ -76,9 +76,10 @@ def test_every_shipped_space_loads_and_round_trips_at_both_scales(path, scale, t
     spec.dump(tmp_path / "resolved.yaml")
     assert load_space(tmp_path / "resolved.yaml") == spec
     cfg = spec.config_for()
-    if scale == "tiny":  # synthetic faces on a CPU
+    if scale == "tiny":  # synthetic faces on a CPU, ranked by a metric validated against the reference
         assert Path(spec.base).name == "demo.yaml" and spec.trial.gpus_per_worker == 0
         assert cfg.data.source == "synthetic"
+        assert "faice-tiny" not in spec.metric and cfg.eval.extractor == "inception", spec.metric
     else:  # the original's 128 px CelebA-HQ settings on GPUs, real Inception FID, several seeds
         assert Path(spec.base).name.startswith("celeba-hq-") and spec.trial.gpus_per_worker >= 1
         assert cfg.data.source == "shards" and cfg.data.resolution >= 128
@@ -120,8 +121,8 @@ def test_shipped_spaces_exist_and_say_what_was_asked():
         400,
     )
     assert demo.config_for().eval.every == 0 and demo.config_for().train.checkpoint_every == 100
-    # ASHA on the pool's FID: every checkpoint is scored with the stand-in extractor
-    assert demo.metric == "fid[faice-tiny]" and demo.config_for().eval.num_samples > 0
+    # ASHA on the pool's KID: every checkpoint is scored with the FID Inception
+    assert demo.metric == "kid[inception]" and demo.config_for().eval.num_samples == 128
     grid = load_space("beta-schedule.yaml", ["scale=paper"])
     assert grid.num_trials == 27 and grid.seeds == [0, 1, 2]  # 3 schedules x 3 samplers x 3 seeds
     ddpm = grid.config_for({"variant": "ddpm", "diffusion.beta_schedule": "cosine", "train.seed": 2})
@@ -147,9 +148,9 @@ def test_a_scale_merges_its_shared_file_then_the_space_then_its_own_entry(tmp_pa
     path = write_space(tmp_path, SCALED)
     small = load_space(path)
     assert small.scale == "small" and Path(small.base).name == "demo.yaml"  # from tune/scales/tiny.yaml
-    assert small.metric == "fid[faice-tiny]" and small.budget.max_steps == 20  # entry over the file
+    assert small.metric == "kid[inception]" and small.budget.max_steps == 20  # entry over the file
     assert small.overrides["train.lr"] == 5.0e-4 and small.overrides["train.batch_size"] == 4
-    assert small.overrides["eval.num_samples"] == 64  # from the shared file
+    assert small.overrides["eval.num_samples"] == 128  # from the shared file
     big = load_space(path, ["scale=big", "seeds=2"])
     assert big.seeds == [0, 1] and big.num_trials == 4  # 2 variants x 2 seeds (the command line wins)
     assert big.config_for({"variant": "b", "train.seed": 1}).model.name == "unet-adm"
@@ -410,3 +411,16 @@ def test_variants_are_a_grid_of_whole_configurations_and_links_wait_for_the_laun
     bad.write_text("base: debug.yaml\nvariants:\n  a: {model.name: nope}\n")
     with pytest.raises(ConfigError, match="variant=a.*model.name"):
         load_space(bad)
+
+
+def test_the_tiny_ranking_metric_is_the_one_the_agreement_benchmark_validated():
+    """tune/scales/tiny.yaml ranks with the metric and sample count that benchmarks/metric_agreement.py
+    found to agree with the 1000-sample Inception FID (rho >= 0.9 and the same best checkpoint)."""
+    import json
+
+    result = json.loads((REPO / "benchmarks" / "results" / "metric_agreement.json").read_text())
+    metric, budget = result["details"]["default_metric"].split("@")
+    tiny = load_space("demo-asha.yaml")
+    assert tiny.metric == metric and tiny.config_for().eval.num_samples == int(budget)
+    assert load_config("demo.yaml").eval.extractor == tiny.config_for().eval.extractor == "inception"
+    assert result["ratio"] >= result["target"] >= 0.9 and result["details"]["default_top1_agreement"] == 1.0

@@ -14,10 +14,24 @@ DEBUG_SIZE = [
 ]  # fmt: skip
 
 
-def run_tiny_search(cluster, storage: Path, space: str, data: Path, *extra: str) -> tuple[str, list[dict]]:
-    """(stdout, results.csv rows) of `python -m tune.search --space SPACE` at debug size; asserts success."""
+def fast_metric(space: str) -> list[str]:
+    """Overrides scoring with the fast stand-in extractor (ranking by fid[faice-tiny]) instead of the
+    Inception: these searches test orchestration, not ranking; the demo search runs the real default."""
+    from tune.space import load_space
+
+    metric = load_space(space).metric
+    swap = ["metric=fid[faice-tiny]"] if metric.endswith("[inception]") else []
+    return ["config.eval.extractor=faice-tiny", *swap]
+
+
+def run_tiny_search(
+    cluster, storage: Path, space: str, data: Path, *extra: str, fast: bool = True
+) -> tuple[str, list[dict]]:
+    """(stdout, results.csv rows) of `python -m tune.search --space SPACE` at debug size; asserts success.
+    `fast`: score with the stand-in extractor (fast_metric)."""
+    speed = fast_metric(space) if fast else []
     cmd = [sys.executable, "-m", "tune.search", "--space", space, "--storage", str(storage), "--address",
-           cluster.address, "--verbose", "0", f"config.data.path={data}", *DEBUG_SIZE, *extra]  # fmt: skip
+           cluster.address, "--verbose", "0", f"config.data.path={data}", *DEBUG_SIZE, *speed, *extra]  # fmt: skip
     out = subprocess.run(cmd, cwd=REPO, env=cluster.env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     name = Path(space).stem
