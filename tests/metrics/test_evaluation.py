@@ -146,6 +146,7 @@ def test_cli_evaluate_images_dumps_features_that_reproduce_the_fid(faces, tmp_pa
     n_test = len(read_images(faces, "test"))
     assert z["real"].shape[0] == 400 - n_test and z["fake"].shape[0] == n_test
     fid = frechet_distance(*feature_stats(z["real"]), *feature_stats(z["fake"]))
-    assert fid == pytest.approx(row["fid[faice-tiny]"], rel=1e-9)
+    # (the D x D route adds sqrt(round-off) of its ~400 zero eigenvalues; the Gram route has none)
+    assert fid == pytest.approx(row["fid[faice-tiny]"], rel=1e-5)
     bad = _run("evaluate", "--images", str(folder))
     assert bad.returncode == 2 and "--reference" in bad.stderr and "Traceback" not in bad.stderr
