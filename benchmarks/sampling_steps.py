@@ -64,7 +64,8 @@ def main() -> int:
     from faice.train.checkpoint import load_state
 
     steps = load_state(checkpoint).step
-    rows = sampler_sweep(checkpoint, plan, args.samples, log=lambda line: print(line, flush=True))
+    scoring = [f"eval.extractor={args.extractor}", "eval.reference_images=1024", "eval.batch_size=128"]
+    rows = sampler_sweep(checkpoint, plan, args.samples, scoring, log=lambda line: print(line, flush=True))
     metric = fid_key(rows)
     std = std_key(metric)
     base = next(r for r in rows if r["sampler"] == "ddpm" and r["steps"] == 1000)

@@ -4,6 +4,7 @@ launcher loss. Every test starts its processes with a timeout and the cluster is
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,6 +73,8 @@ def test_asha_search_runs_stops_early_and_logs_each_trial(ray_cluster, debug_dat
         assert list((search / "runs" / row["trial_id"] / "wandb").glob("offline-run-*")), row["trial_id"]
     assert (search / "results.md").exists() and (search / "results.png").exists()
     assert "best:" in out.stdout
+    # a readable console: trials draw progress lines, they do not print a line per report
+    assert not re.search(r"step \d+: loss=", out.stdout + out.stderr), out.stdout[-2000:]
 
 
 @pytest.mark.timeout(600)

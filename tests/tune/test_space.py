@@ -118,7 +118,7 @@ def test_shipped_spaces_exist_and_say_what_was_asked():
         4,
         "asha",
         100,
-        400,
+        300,
     )
     assert demo.config_for().eval.every == 0 and demo.config_for().train.checkpoint_every == 100
     # ASHA on the pool's KID: every checkpoint is scored with the FID Inception
