@@ -20,6 +20,7 @@ ratio = seconds per image of DDPM-1000 / seconds per image of the fastest (sampl
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,21 @@ def verdict(row: dict, base: dict, metric: str, std: str, z: float = 2.0) -> str
     return "within" if d > z * s else "not within" if d < -z * s else "unresolved"
 
 
+def retime(checkpoint: Path, rows: list[dict], n: int) -> None:
+    """Seconds per image of every row measured again on `n` images, one row after the other in one
+    process, so the speed ratio is not skewed by whatever else the machine did during the long sweep."""
+    import time
+
+    from faice.sampling import generate, load_checkpoint_model
+
+    model, cfg, _ = load_checkpoint_model(checkpoint)
+    for r in rows:
+        t0 = time.perf_counter()
+        generate(model, cfg, n, cfg.eval.seed, n, sampler=r["sampler"], num_inference_steps=r["steps"])
+        r["sweep_s_per_image"], r["s_per_image"] = r["s_per_image"], (time.perf_counter() - t0) / n
+        print(f"{r['sampler']:>13} {r['steps']:>4} steps: {r['s_per_image']:.4f} s/image", flush=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train-steps", type=int, default=600)
@@ -47,6 +63,13 @@ def main() -> int:
     p.add_argument("--plan", default=PLAN, help="SAMPLER:STEPS,...;... (ddpm:1000 must be in it)")
     p.add_argument("--extractor", default="inception")
     p.add_argument("--checkpoint", default=None, help="sweep this trained checkpoint instead of training one")
+    p.add_argument(
+        "--timing-samples",
+        type=int,
+        default=0,
+        help="time every row again on this many images, back to back (0 = the sweep's own timings)",
+    )
+    p.add_argument("--rows", default=None, help="reuse the FIDs of a previous result JSON (then re-time)")
     args = p.parse_args()
 
     import torch
@@ -65,7 +88,15 @@ def main() -> int:
 
     steps = load_state(checkpoint).step
     scoring = [f"eval.extractor={args.extractor}", "eval.reference_images=1024", "eval.batch_size=128"]
-    rows = sampler_sweep(checkpoint, plan, args.samples, scoring, log=lambda line: print(line, flush=True))
+    if args.rows:  # FIDs do not depend on timing: a run's rows can be re-timed without re-scoring
+        rows = json.loads(Path(args.rows).read_text())["details"]["rows"]
+        args.samples = rows[0]["num_samples"]
+    else:
+        rows = sampler_sweep(
+            checkpoint, plan, args.samples, scoring, log=lambda line: print(line, flush=True)
+        )
+    if args.timing_samples:
+        retime(checkpoint, rows, args.timing_samples)
     metric = fid_key(rows)
     std = std_key(metric)
     base = next(r for r in rows if r["sampler"] == "ddpm" and r["steps"] == 1000)
@@ -95,6 +126,9 @@ def main() -> int:
             "model": f"unet-tiny 32 px, {steps} steps at batch 32, EMA weights ({checkpoint})",
             "timestep_spacing": "trailing",
             "samples_per_row": args.samples,
+            "timing": f"re-timed on {args.timing_samples} images per row, back to back"
+            if args.timing_samples
+            else "timed during the sweep",
             "torch_threads": torch.get_num_threads(),
             "machine": machine(),
         },
