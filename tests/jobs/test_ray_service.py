@@ -59,7 +59,10 @@ def _listeners_are_loopback(cluster) -> None:
 
 @pytest.mark.timeout(600)
 def test_asha_search_runs_stops_early_and_logs_each_trial(ray_cluster, debug_data, tmp_path):
-    cmd = _search_cmd(ray_cluster, tmp_path, f"config.data.path={debug_data}", "config.log.wandb=offline")
+    cmd = _search_cmd(
+        ray_cluster, tmp_path, f"config.data.path={debug_data}", "config.log.wandb=offline",
+        "config.log.progress=true",  # as the demo: one progress line per trial, drawn by the driver
+    )  # fmt: skip
     out = subprocess.run(cmd, cwd=REPO, env=ray_cluster.env, capture_output=True, text=True, timeout=500)
     assert out.returncode == 0, out.stderr[-3000:]
     _listeners_are_loopback(ray_cluster)
