@@ -196,7 +196,7 @@ def test_autoencoder_evaluation_reports_psnr_ssim_and_rfid(kl_run):
     result, step = evaluate_checkpoint(kl_run.checkpoint, ["eval.num_samples=8", "eval.kid_subset_size=8"])
     assert step == 6 and result.info["kind"] == "reconstruction"
     assert set(result.metrics) == {"psnr[pixels]", "ssim[pixels]", "rfid[faice-tiny]", "rkid[faice-tiny]",
-                                   "rkid_std[faice-tiny]"}  # fmt: skip
+                                   "rkid_std[faice-tiny]", "rfid_std[faice-tiny]"}  # fmt: skip
     assert 0 < result.metrics["psnr[pixels]"] < 100 and -1 <= result.metrics["ssim[pixels]"] <= 1
 
 
