@@ -99,8 +99,14 @@ def _unmark(checkpoint: str) -> None:
 
 def evaluate_job(job: EvalJob, overrides: list[str]) -> dict:
     """Body of one evaluation task: score the checkpoint, save its grid; returns the eval.jsonl line."""
+    import torch
+
     from faice.evaluate import evaluate_checkpoint, save_grid
 
+    # as many threads as the task's CPUs: more would fight the training threads for the same cores
+    # (on a 2-core machine, 2 + 2 threads ran the demo's training 4x slower while an evaluation ran)
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
     run_dir = Path(job.run_dir)
     # who is evaluating, for operators (and the fault-injection test): eval/step-N.attempt-K.pid
     marker = run_dir / "eval" / f"step-{job.step:07d}.attempt-{job.attempt}.pid"
