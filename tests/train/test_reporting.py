@@ -73,6 +73,19 @@ def _wandb_bytes(run) -> list[bytes]:
     return [p.read_bytes() for p in run.glob("wandb/offline-run-*/*.wandb")]
 
 
+def _wandb_data(run, *needles: bytes, timeout: float = 60.0) -> bytes:
+    """The runs' W&B record once it holds `needles`: a shared W&B service may close (and flush) a
+    run's file a moment after `finish()` returned, so poll rather than read once."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        data = b"".join(_wandb_bytes(run))
+        if all(n in data for n in needles) or time.monotonic() > deadline:
+            return data
+        time.sleep(0.5)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_killed_runs_wandb_record_is_replayed_from_local_files(debug_data, tmp_path):
@@ -106,7 +119,7 @@ def test_a_killed_runs_wandb_record_is_replayed_from_local_files(debug_data, tmp
     assert sync_wandb(cfg, run, []) == "replayed"
     assert len(list(run.glob("wandb/offline-run-*"))) == 2  # the same run id, resumed
     assert wandb_closed_step(run) == 4
-    data = b"".join(_wandb_bytes(run))
+    data = _wandb_data(run, b"fid[faice-tiny]", b"loss", b"eval_step")
     assert b"fid[faice-tiny]" in data and b"loss" in data and b"eval_step" in data
     assert list(run.glob("wandb/offline-run-*/files/media/images/eval/*.png"))  # the scored grids
     assert sync_wandb(cfg, run, []) == "none"  # complete now: nothing is logged twice
