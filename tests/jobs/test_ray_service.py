@@ -98,15 +98,15 @@ def test_search_submitted_with_ray_job_submit(ray_cluster, debug_data, tmp_path)
     assert [r["status"] for r in rows] == ["finished", "finished"]
 
 
-def _worker_pids() -> list[int]:
+def _worker_pids(cluster) -> list[int]:
+    """The Ray Train workers of this test's cluster (its own processes, by pid), never another's."""
     pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if b"RayTrainWorker" in (proc / "cmdline").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                pass
+    for pid in cluster.pids():
+        try:
+            if b"RayTrainWorker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except OSError:
+            pass
     return pids
 
 
@@ -149,7 +149,7 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, debug_data, tmp
         _wait_for(
             lambda: any(m.get("step", 0) >= 25 and "loss" in m for m in _metrics(metrics)), 300, "step 25"
         )
-        pids = _worker_pids()
+        pids = _worker_pids(ray_cluster)
         assert pids, "no RayTrainWorker process found"
         for pid in pids:
             os.kill(pid, signal.SIGKILL)

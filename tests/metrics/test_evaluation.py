@@ -73,7 +73,8 @@ def test_reference_stats_are_cached_and_recomputed_when_the_data_changes(tiny, f
     assert first.computed and not again.computed and first.path == again.path
     np.testing.assert_array_equal(first.mu, again.mu)
     mu, sigma = feature_stats(tiny.features(read_images(faces, "train", 64))[0])
-    np.testing.assert_allclose(first.mu, mu) and np.testing.assert_allclose(first.sigma, sigma)
+    np.testing.assert_allclose(first.mu, mu)
+    np.testing.assert_allclose(first.sigma, sigma)
     other_split = reference_stats(faces, "test", 32, tiny, cache)
     assert other_split.computed and other_split.path != first.path
     changed = tmp_path / "changed"  # same layout, other images: a new content hash, new statistics

@@ -7,7 +7,14 @@ import torch.nn.functional as F
 
 from faice.config import ConfigError
 from faice.diffusion.loss import DiffusionLoss
-from faice.metrics.lpips import CHANNELS, LPIPS, SCALE, SHIFT, TAPS, load_lpips
+from faice.metrics.lpips import LPIPS, load_lpips
+
+# LPIPS' published constants (Zhang et al. 2018, the lpips package's ScalingLayer and vgg16 taps), written
+# out here rather than imported, so a wrong constant in faice/metrics/lpips.py fails the formula test
+SHIFT = (-0.030, -0.088, -0.188)
+SCALE = (0.458, 0.448, 0.450)
+TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 in torchvision's vgg16.features
+CHANNELS = (64, 128, 256, 512, 512)
 
 
 def reference_lpips(state: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -46,7 +53,7 @@ def test_lpips_matches_the_formula_on_the_saved_weights(lpips_dir):
     torch.testing.assert_close(d, reference_lpips(state, x, y), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(d, net(y, x))
     assert net(x, x).abs().max() < 1e-6
-    assert len(CHANNELS) == len(TAPS) == 5
+    assert [getattr(net, f"lin{i}").model[1].weight.shape[1] for i in range(len(TAPS))] == list(CHANNELS)
     assert not any(p.requires_grad for p in net.parameters())
 
 

@@ -1,6 +1,7 @@
 """The training loop's promises: checkpoints, outputs, EMA, divergence handling, no silent overwrite."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -93,7 +94,7 @@ def test_grad_accumulation_consumes_micro_batches(debug_cfg, tmp_path):
 def test_mixed_precision_bf16_runs_on_any_device(debug_cfg, tmp_path):
     cfg = debug_cfg("train.max_steps=2", "train.mixed_precision=bf16")
     result = train(cfg, run_dir=tmp_path / "run")
-    assert result.step == 2 and result.metrics["loss"] == pytest.approx(result.metrics["loss"])  # finite
+    assert result.step == 2 and math.isfinite(result.metrics["loss"]) and result.metrics["loss"] > 0
 
 
 def test_metrics_lines_after_the_checkpoint_are_dropped_on_resume(debug_cfg, tmp_path):
