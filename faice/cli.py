@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from faice.config import ConfigError
+from faice.errors import ConfigError
 
 EPILOG_OVERRIDES = "Overrides are dotted config keys: train.lr=2e-4 model.name=unet-adm data.resolution=64"
 
@@ -44,7 +44,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     }
     if args.attr or args.guidance is not None:
         from faice.conditioning import parse_attributes
-        from faice.config import ConfigError
+        from faice.errors import ConfigError
 
         if not cfg.model.conditioning:
             raise ConfigError("--attr/--guidance: this model is unconditional (model.conditioning is empty)")

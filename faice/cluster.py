@@ -22,6 +22,9 @@ from pathlib import Path
 
 import yaml
 
+from faice.kuberay import check_kuberay
+from faice.schemas import schema_errors
+
 POOLS = ("train", "eval")
 _SECRET_VALUE = re.compile(r"\b(WANDB_API_KEY|RAY_AUTH_TOKEN)=(?!\$)\S+")
 
@@ -42,17 +45,6 @@ def ray_schema() -> dict:
         raise FileNotFoundError("ray is not installed, so its cluster schema is missing (make venv)")
     path = Path(next(iter(spec.submodule_search_locations))) / "autoscaler" / "ray-schema.json"
     return json.loads(path.read_text())
-
-
-def schema_errors(doc: dict, schema: dict) -> list[str]:
-    """Every JSON-schema violation as 'dotted.path: message' (path '<top>' for the document itself)."""
-    import jsonschema
-
-    errors = []
-    for e in sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path)):
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.path).lstrip(".")
-        errors.append(f"{where or '<top>'}: {e.message}")
-    return errors
 
 
 def _commands(doc: dict, key: str) -> list[str]:
@@ -164,8 +156,6 @@ def check_cluster(doc: dict) -> Report:
     if not isinstance(doc, dict):
         return Report("unknown", errors=["<top>: a cluster YAML is a mapping"])
     if doc.get("kind") == "RayCluster":
-        from faice.kuberay import check_kuberay
-
         return Report("KubeRay RayCluster", errors=check_kuberay(doc))
     if "provider" in doc:
         return check_launcher_config(doc)

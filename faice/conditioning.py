@@ -41,7 +41,7 @@ def decode(labels: torch.Tensor, k: int) -> torch.Tensor:
 
 def attribute_columns(available: Sequence[str], wanted: Sequence[str]) -> list[int]:
     """Positions of the `wanted` attributes among the dataset's; a ConfigError names the valid ones."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     missing = [a for a in wanted if a not in available]
     if missing:
@@ -62,7 +62,7 @@ def drop_labels(labels: torch.Tensor, p: float, k: int, generator: torch.Generat
 
 def parse_attributes(items: Sequence[str], conditioning: Sequence[str]) -> dict[str, int]:
     """["Male=1", "Smiling=0"] -> {"Male": 1, "Smiling": 0}, checked against the model's attributes."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     fixed = {}
     for item in items:

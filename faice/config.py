@@ -15,15 +15,9 @@ from typing import Any, Literal
 
 import yaml
 
+from faice.errors import ConfigError  # noqa: F401  (re-exported: `from faice.config import ConfigError`)
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-class ConfigError(ValueError):
-    """A config problem a user can fix; the message names the key."""
-
-
-# what diffusion.timestep_spacing=auto means (faice.diffusion.samplers.timestep_spacing)
-AUTO_TIMESTEP_SPACING = "trailing"
 
 
 def opt(default: Any, help: str, choices: Callable[[], Sequence[str]] | None = None) -> Any:
@@ -614,6 +608,8 @@ def validate(cfg: Config) -> None:
 def resolve(cfg: Config) -> Config:
     """Fill model fields left null from the preset and resolve `auto` spacing, so the saved config says
     what ran."""
+    from faice.diffusion.samplers import AUTO_TIMESTEP_SPACING
+
     if cfg.diffusion.timestep_spacing == "auto":
         cfg.diffusion.timestep_spacing = AUTO_TIMESTEP_SPACING
     from faice.models.presets import AUTOENCODER_PRESETS, MODEL_PRESETS

@@ -113,7 +113,7 @@ class ConsistencyLoss:
 def adopt_teacher(cfg):
     """cfg with the teacher's architecture, forward process, resolution and latent space (what the student
     must share with it), so the run's config.yaml says what ran."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
     from faice.evaluate import checkpoint_config
 
     if not cfg.consistency.teacher:

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faice.config import Config, ConfigError
+from faice.config import Config
+from faice.errors import ConfigError
 from faice.metrics.features import Extractor, build_extractor
 from faice.metrics.reference import ReferenceStats, reference_stats
 from faice.metrics.stats import (

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from faice.schemas import schema_errors
+
 SCHEMA = Path(__file__).resolve().parent / "cluster_schemas" / "raycluster.schema.json"
 SLOTS = {"train_slot": "train", "eval_slot": "eval"}
 SECRETS = ("WANDB_API_KEY", "RAY_AUTH_TOKEN")
@@ -39,8 +41,6 @@ def _containers(group: dict) -> list[dict]:
 
 def check_kuberay(doc: dict) -> list[str]:
     """Errors of a RayCluster document (empty = fine)."""
-    from faice.cluster import schema_errors
-
     errors = schema_errors(doc, json.loads(SCHEMA.read_text()))
     spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
     head = spec.get("headGroupSpec") if isinstance(spec.get("headGroupSpec"), dict) else {}

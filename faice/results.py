@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from faice.config import ConfigError, flatten, read_yaml
+from faice.config import flatten, read_yaml
+from faice.errors import ConfigError
 
 BOOKKEEPING = frozenset({"name", "train.run_name", "train.output_dir", "log.group"})
 """Config keys that differ between trials by construction; never part of a trial's diff."""

@@ -22,8 +22,8 @@ def format_plan(plan: Mapping[str, Sequence[int]]) -> str:
 
 def parse_plan(text: str) -> dict[str, list[int]]:
     """`ddpm:25,1000;ddim:10,50` -> {"ddpm": [25, 1000], "ddim": [10, 50]}; samplers are checked."""
-    from faice.config import ConfigError
     from faice.diffusion.samplers import SAMPLERS
+    from faice.errors import ConfigError
 
     plan: dict[str, list[int]] = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):

@@ -26,7 +26,7 @@ ADAPTER_FILE = "faice_lora.json"
 
 
 def _sd_folder(path: str | Path) -> Path:
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     folder = Path(path or "").expanduser()
     missing = [p for p in ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler")

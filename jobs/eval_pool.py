@@ -338,7 +338,7 @@ def finish_evaluations(pool, search_dir: Path, spec, timeout: float) -> dict[str
 def score_best(pool_options: dict, search_dir: Path, spec) -> list[dict]:
     """Score the best trial's last checkpoint with `evaluation.also_score_best` extractors (e.g. the real
     Inception next to the stand-in), each result a line of its eval.jsonl with its own metric names."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
     from faice.evaluate import append_eval
     from faice.metrics.features import check_available
     from faice.results import collect, rank

@@ -14,7 +14,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from faice.config import Config, from_dict, resolve, to_dict
-from tune.space import TrialResources
+from faice.profiles import TrialResources
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from faice.config import ConfigError
+from faice.errors import ConfigError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> Path:
 
     from faice.config import flatten, load_config
     from faice.data.ensure import ensure_dataset
-    from tune.space import TrialResources, load_profile, parse_section
+    from faice.profiles import TrialResources, load_profile, parse_section
 
     profile = load_profile(args.profile) if args.profile else {}
     profile_overrides = [f"{k}={json.dumps(v)}" for k, v in flatten(profile.get("config") or {}).items()]

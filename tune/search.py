@@ -17,7 +17,8 @@ import os
 import sys
 from pathlib import Path
 
-from faice.config import ConfigError, dump_yaml, read_tree
+from faice.config import dump_yaml, read_tree
+from faice.errors import ConfigError
 
 DEFAULT_STORAGE = "runs/searches"
 # The Tune trial actor only waits on its Ray Train run, which reserves the real resources; it asks for

@@ -82,6 +82,15 @@ from faice.config import (
     parse_overrides,
     read_mapping,
 )
+from faice.profiles import (  # noqa: E402, F401  (re-exported for tune.search and the tests)
+    PROFILES_DIR,
+    TrialResources,
+    as_mapping,
+    check_keys,
+    load_profile,
+    parse_section,
+    profile_names,
+)
 
 SPACES_DIR = Path(__file__).resolve().parent / "spaces"
 KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
@@ -109,15 +118,6 @@ class SearcherSpec:
     name: Literal["random", "grid", "optuna"] = opt("random", "How trials' params are chosen.")
     seed: int | None = opt(None, "Seed of the searcher (null = unseeded).")
     max_concurrent: int = opt(0, "Trials running at once (0 = as many as the cluster fits).")
-
-
-@dataclass
-class TrialResources:
-    num_workers: int = opt(1, "Ray Train workers (processes) of one trial.")
-    cpus_per_worker: float = opt(1.0, "CPUs reserved per worker.")
-    gpus_per_worker: float = opt(0.0, "GPUs reserved per worker.")
-    resources_per_worker: dict[str, float] = opt({}, "Custom resources per worker, e.g. {train_slot: 1}.")
-    max_failures: int = opt(0, "Ray Train worker-failure restarts per trial (-1 = unlimited).")
 
 
 @dataclass
@@ -300,14 +300,14 @@ def apply_scale(tree: dict, scale: str | None) -> None:
         if scale is not None and tree.get("scale") != scale:
             raise ConfigError(f"scale: {scale!r} asked for, but this space has no `scales:` section")
         return
-    scales = _mapping(scales, "scales")
+    scales = as_mapping(scales, "scales")
     if not scales:
         raise ConfigError("scales: empty; give at least one scale, e.g. `tiny: {extends: tiny}`")
     chosen = scale or tree.get("scale") or next(iter(scales))
     if chosen not in scales:
         raise ConfigError(f"scale: unknown scale {chosen!r}; valid choices: {', '.join(map(str, scales))}")
-    entry = dict(_mapping(scales[chosen], f"scales.{chosen}"))
-    _check_keys(entry, SCALE_KEYS, f"scales.{chosen}.")
+    entry = dict(as_mapping(scales[chosen], f"scales.{chosen}"))
+    check_keys(entry, SCALE_KEYS, f"scales.{chosen}.")
     merged: dict = {}
     if "extends" in entry:
         name = _coerce(entry.pop("extends"), str, f"scales.{chosen}.extends")
@@ -317,7 +317,7 @@ def apply_scale(tree: dict, scale: str | None) -> None:
                 f"scales.{chosen}.extends: no scale {name!r}; valid choices: {', '.join(scale_names())}"
             )
         shared, _ = read_mapping(path, "scale", SCALES_DIR)
-        _check_keys(shared, SCALE_KEYS[1:], f"{path.name}: ")
+        check_keys(shared, SCALE_KEYS[1:], f"{path.name}: ")
         _merge(merged, shared)
     _merge(merged, tree)
     _merge(merged, entry)
@@ -330,10 +330,10 @@ def _merge(dst: dict, src: dict) -> None:
     sections (budget, trial, space, ...) key by key, plain values replaced."""
     for key, value in src.items():
         if key == "overrides":
-            dst[key] = {**flatten(_mapping(dst.get(key), key)), **flatten(_mapping(value, key))}
+            dst[key] = {**flatten(as_mapping(dst.get(key), key)), **flatten(as_mapping(value, key))}
         elif key == "variants":
-            own, new = _mapping(dst.get(key), key), _mapping(value, key)
-            dst[key] = {n: {**flatten(_mapping(own.get(n), f"variants.{n}")), **flatten(_mapping(v, n))}
+            own, new = as_mapping(dst.get(key), key), as_mapping(value, key)
+            dst[key] = {n: {**flatten(as_mapping(own.get(n), f"variants.{n}")), **flatten(as_mapping(v, n))}
                         for n, v in {**own, **new}.items()}  # fmt: skip
         elif isinstance(value, dict) and isinstance(dst.get(key), dict):
             dst[key] = {**dst[key], **value}
@@ -357,40 +357,15 @@ def _parse_seeds(data: Any) -> list[int]:
     return seeds
 
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "configs" / "profiles"
-PROFILE_KEYS = ("config", "trial", "evaluation")
-
-
-def profile_names() -> list[str]:
-    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-
-
-def load_profile(name: str | Path) -> dict:
-    """A machine profile: what differs between clusters (batch size, precision, workers and resources
-    per trial, evaluation resources), by name (configs/profiles/NAME.yaml) or path."""
-    path = Path(name)
-    if not path.is_file():
-        path = PROFILES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"--profile {name}: no such profile; valid profiles: {', '.join(profile_names())}")
-    tree, _ = read_mapping(path, "profile", PROFILES_DIR)
-    for key in tree:
-        if key not in PROFILE_KEYS:
-            raise ConfigError(
-                f"profile {path.name}: unknown key {key!r}; valid keys: {', '.join(PROFILE_KEYS)}"
-            )
-    return tree
-
-
 def apply_profile(tree: dict, profile: dict) -> None:
     """Merge a profile into a search tree: its config keys over the space's fixed overrides, its trial and
     evaluation keys over the space's. The space's searched params still vary on top of it."""
     if profile.get("config"):
-        overrides = flatten(_mapping(tree.get("overrides"), "overrides"))
-        tree["overrides"] = {**overrides, **flatten(_mapping(profile["config"], "profile config"))}
+        overrides = flatten(as_mapping(tree.get("overrides"), "overrides"))
+        tree["overrides"] = {**overrides, **flatten(as_mapping(profile["config"], "profile config"))}
     for key in ("trial", "evaluation"):
         if profile.get(key):
-            tree[key] = {**_mapping(tree.get(key), key), **_mapping(profile[key], f"profile {key}")}
+            tree[key] = {**as_mapping(tree.get(key), key), **as_mapping(profile[key], f"profile {key}")}
 
 
 def _apply_overrides(tree: dict, overrides: Sequence[str]) -> None:
@@ -426,14 +401,14 @@ LINK_MARK = "best_of:"  # how an unresolved link reads in a config value until t
 
 def from_dict(tree: dict, default_name: str = "search", folder: str | Path | None = None) -> SearchSpec:
     """Parse and validate a search-space mapping; a relative `base` is also looked for in `folder`."""
-    _check_keys(tree, TOP_KEYS, "")
+    check_keys(tree, TOP_KEYS, "")
     if "scales" in tree:
         tree = dict(tree)
         apply_scale(tree, None)
     spec = SearchSpec(
         name=_coerce(tree.get("name", default_name), str, "name"),
         base=_find_base(tree.get("base"), folder),
-        overrides=flatten(_mapping(tree.get("overrides"), "overrides")),
+        overrides=flatten(as_mapping(tree.get("overrides"), "overrides")),
         metric=_coerce(tree.get("metric", "loss"), str, "metric"),
         mode=_coerce(tree.get("mode", "min"), Literal["min", "max"], "mode"),
         variants=_parse_variants(tree.get("variants")),
@@ -456,34 +431,6 @@ def from_dict(tree: dict, default_name: str = "search", folder: str | Path | Non
     return spec
 
 
-def _check_keys(data: Mapping, valid: Sequence[str], prefix: str) -> None:
-    for key in data:
-        if key not in valid:
-            raise ConfigError(f"unknown search key {prefix + str(key)!r}; valid keys: {', '.join(valid)}")
-
-
-def _mapping(data: Any, key: str) -> dict:
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{key}: expected a mapping, got {data!r}")
-    return data
-
-
-def parse_section(cls: type, data: Any, prefix: str) -> Any:
-    data = _mapping(data, prefix)
-    hints = typing.get_type_hints(cls)
-    _check_keys(data, list(hints), f"{prefix}.")
-    kwargs = {}
-    for key, value in data.items():
-        if typing.get_origin(hints[key]) is dict:
-            items = _mapping(value, f"{prefix}.{key}").items()
-            kwargs[key] = {str(k): _coerce(v, float, f"{prefix}.{key}.{k}") for k, v in items}
-        else:
-            kwargs[key] = _coerce(value, hints[key], f"{prefix}.{key}")
-    return cls(**kwargs)
-
-
 def _find_base(base: Any, folder: str | Path | None) -> str:
     """Absolute path of the base config: as given (cwd), in the space's `folder`, or in configs/."""
     from faice.config import CONFIG_DIR
@@ -503,7 +450,7 @@ def _find_base(base: Any, folder: str | Path | None) -> str:
 def _parse_variants(data: Any) -> dict[str, dict[str, Any]]:
     """`variants: {name: {dotted.key: value}}` -> {name: flat overrides}: whole configurations to compare
     (e.g. pixel UNet vs latent DiT), searched as a grid over the names."""
-    variants = _mapping(data, "variants")
+    variants = as_mapping(data, "variants")
     out = {}
     for name, overrides in variants.items():
         if not isinstance(overrides, dict):
@@ -576,7 +523,7 @@ def resolve_links(spec: SearchSpec, storage: str | Path) -> dict[str, dict]:
 
 
 def _parse_space(data: Any, tree: dict | None = None) -> list[Param]:
-    data = _mapping(data, "space")
+    data = as_mapping(data, "space")
     if not data and ((tree or {}).get("variants") or (tree or {}).get("seeds")):
         return []
     if not data:

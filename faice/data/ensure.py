@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faice.config import ConfigError
+from faice.errors import ConfigError
 
 
 def ensure_dataset(data_cfg) -> Path:

@@ -37,7 +37,7 @@ CACHE_VERSION = 1
 def autoencoder_folder(path: str | Path) -> tuple[Path, Path | None]:
     """(the diffusers model folder of an autoencoder, its faice checkpoint or None) from a checkpoint, a run
     folder (latest checkpoint; EMA weights when saved) or a plain diffusers AutoencoderKL/VQModel folder."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
     from faice.train.checkpoint import resolve_checkpoint
 
     path = Path(path).expanduser()
@@ -57,7 +57,7 @@ def autoencoder_config(path: str | Path) -> dict:
     folder, _ = autoencoder_folder(path)
     config = json.loads((folder / "config.json").read_text())
     if config.get("_class_name") not in ("AutoencoderKL", "VQModel"):
-        from faice.config import ConfigError
+        from faice.errors import ConfigError
 
         raise ConfigError(
             f"latent.autoencoder: {folder} holds a {config.get('_class_name')}, not an autoencoder"

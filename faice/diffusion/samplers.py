@@ -86,7 +86,7 @@ def _lcm(common: dict, clip_sample: bool, karras: bool = False):
 
 def check_sampler(name: str, prediction_type: str) -> None:
     """Raise a ConfigError if sampler `name` cannot sample a `prediction_type` model."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     supported = _SUPPORTS.get(name, ())
     if prediction_type not in supported:
@@ -96,6 +96,10 @@ def check_sampler(name: str, prediction_type: str) -> None:
         )
 
 
+# what diffusion.timestep_spacing=auto means, for every sampler (config.resolve writes it into each run)
+AUTO_TIMESTEP_SPACING = "trailing"
+
+
 def timestep_spacing(cfg, sampler: str | None = None) -> str:
     """The spacing of a DiffusionConfig's samplers; 'auto' is trailing for every sampler.
 
@@ -103,14 +107,12 @@ def timestep_spacing(cfg, sampler: str | None = None) -> str:
     Diffusion Noise Schedules and Sample Steps are Flawed"). diffusers' leading spacing, the original
     project's, starts DDIM-1 at t = 0, DDIM-2 at t = 500 and DPM-Solver++-200 at 800: few-step samples
     begin far below pure noise. Set `leading` only to replicate the original's numbers."""
-    from faice.config import AUTO_TIMESTEP_SPACING
-
     return AUTO_TIMESTEP_SPACING if cfg.timestep_spacing == "auto" else cfg.timestep_spacing
 
 
 def build_scheduler(diffusion_cfg, sampler: str, clip_sample: bool = True, karras_sigmas: bool = False):
     """A diffusers scheduler for `sampler` whose betas are exactly our schedule's."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     check_sampler(sampler, diffusion_cfg.prediction_type)
     if karras_sigmas and sampler not in KARRAS:

@@ -18,7 +18,7 @@ def load_clip(path: str | Path):
     """(CLIPModel, CLIPTokenizer) from a local folder; a ConfigError says what is missing."""
     from transformers import CLIPModel, CLIPTokenizer
 
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     path = Path(path).expanduser()
     if not (path / "config.json").is_file():

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from faice.config import ConfigError
+from faice.errors import ConfigError
 from faice.registry import Registry
 
 INCEPTION_ENV = "FAICE_INCEPTION_PATH"

@@ -108,7 +108,7 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
 def load_lpips(path: str | Path | None = None) -> LPIPS:
     """The LPIPS network with the weights under `path` (default $FAICE_LPIPS_PATH); a ConfigError says
     what is missing and where to get it."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     where = str(path or os.environ.get(ENV, ""))
     how = (

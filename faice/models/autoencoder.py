@@ -42,7 +42,7 @@ def build_autoencoder(cfg, resolution: int) -> torch.nn.Module:
     """A fresh autoencoder of `cfg` (AutoencoderConfig, preset resolved), or the local `cfg.pretrained`."""
     from diffusers import AutoencoderKL, VQModel
 
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     if cfg.pretrained:
         from faice.models.registry import load_model

@@ -17,7 +17,7 @@ from faice.models.registry import MODELS
 
 
 def dit_kwargs(cfg, resolution: int, in_channels: int = 3) -> dict:
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     if resolution % cfg.patch_size:
         raise ConfigError(f"model.patch_size: {cfg.patch_size} does not divide data.resolution={resolution}")

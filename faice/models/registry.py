@@ -1,4 +1,5 @@
-"""The registry of model families; each family file registers its factories."""
+"""The registry of model families (each family file registers its factories) and the helpers every family
+shares: loading a diffusers folder, freezing parameters, counting them. It imports no family."""
 
 from __future__ import annotations
 
@@ -11,25 +12,9 @@ from faice.registry import Registry
 MODELS: Registry = Registry("model")
 
 
-def build_model(cfg, resolution: int, in_channels: int = 3) -> torch.nn.Module:
-    """The model of `cfg` (ModelConfig, presets resolved) at `resolution` px: freshly initialised, or the
-    weights of `cfg.pretrained`; parameters under `cfg.freeze` prefixes get requires_grad False."""
-    import faice.models.dit  # noqa: F401  (registers the DiT presets)
-    import faice.models.unet  # noqa: F401  (registers the UNet presets)
-
-    if getattr(cfg, "pretrained", None):
-        from faice.models.dit import no_builtin_label_dropout
-
-        model = no_builtin_label_dropout(load_pretrained(cfg.pretrained, resolution, in_channels))
-    else:
-        model = MODELS.get(cfg.name)(cfg, resolution, in_channels)
-    freeze(model, getattr(cfg, "freeze", []) or [])
-    return model
-
-
 def load_pretrained(path: str | Path, resolution: int, in_channels: int = 3) -> torch.nn.Module:
     """A diffusers model folder from local disk (no download), checked against the training data."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     path = Path(path).expanduser()
     if not (path / "config.json").is_file():
@@ -55,7 +40,7 @@ def _block(name: str) -> str:
 
 def freeze(model: torch.nn.Module, prefixes: list[str]) -> int:
     """Fix every parameter whose name starts with one of `prefixes`; returns how many tensors were fixed."""
-    from faice.config import ConfigError
+    from faice.errors import ConfigError
 
     names = [n for n, _ in model.named_parameters()]
     for prefix in prefixes:

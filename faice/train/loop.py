@@ -19,8 +19,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 
-from faice.config import Config, ConfigError, dump_yaml, save_config, to_dict
+from faice.config import Config, dump_yaml, save_config, to_dict
 from faice.data.ensure import ensure_dataset
+from faice.errors import ConfigError
 from faice.train.checkpoint import TrainProgress, latest_checkpoint, resolve_checkpoint, save_checkpoint
 from faice.train.reporting import default_reporter, redact
 from faice.train.state import TrainState, build_state, load_into, train_step
