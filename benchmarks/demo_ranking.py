@@ -4,7 +4,7 @@ Reads a finished demo-asha search (default runs/searches/demo-asha), takes every
 checkpoint, samples `--samples` (1000) images with the trial's evaluation sampler and seed, and scores
 them with fid[inception] against the whole training split (bootstrap std), the reference of
 benchmarks/metric_agreement.py. The search's own verdict (best trial by its ranking metric,
-kid[inception] on 128 samples at the tiny scale) is compared with the reference's best.
+kid[inception] on 64 samples at the tiny scale) is compared with the reference's best.
 
     .venv/bin/python benchmarks/demo_ranking.py [--search runs/searches/demo-asha]
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from faice.config import read_yaml
+from faice.errors import ConfigError
 from faice.kuberay import check_kuberay
 from faice.schemas import schema_errors
 
@@ -172,8 +174,8 @@ def check_command(paths: list[str]) -> int:
     failed = 0
     for path in paths:
         try:
-            doc = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as e:
+            doc = read_yaml(path, "cluster file")
+        except (OSError, ConfigError) as e:
             print(f"{path}: error: cannot read: {e}")
             failed += 1
             continue

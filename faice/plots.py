@@ -7,11 +7,7 @@ from pathlib import Path
 
 def loss_curve(metrics_jsonl: str | Path, out_png: str | Path, key: str = "loss") -> Path | None:
     """Plot `key` against step (raw and smoothed) to a PNG; None when there is nothing to plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from faice.figures import new_figure, save_figure
     from faice.results import read_jsonl
 
     rows = [r for r in read_jsonl(metrics_jsonl) if key in r]
@@ -23,7 +19,7 @@ def loss_curve(metrics_jsonl: str | Path, out_png: str | Path, key: str = "loss"
     for v in values:
         acc = 0.9 * acc + 0.1 * v
         smooth.append(acc)
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    plt, fig, ax = new_figure((6, 3.5), 120)
     ax.plot(steps, values, alpha=0.35, label=key)
     ax.plot(steps, smooth, label=f"{key} (EMA 0.9)")
     ax.set_xlabel("step")
@@ -31,7 +27,4 @@ def loss_curve(metrics_jsonl: str | Path, out_png: str | Path, key: str = "loss"
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(plt, fig, out_png)

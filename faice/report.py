@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faice.figures import md_table, new_figure, save_figure
 from faice.results import (
     _fmt,
     _metric_mode,
@@ -53,21 +54,12 @@ TOP_GRIDS = 3  # sample grids of the best trials shown
 
 
 def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    return plt, fig, ax
+    return new_figure((7, 4), 110)
 
 
 def _save(plt, fig, ax, path: Path) -> Path:
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(plt, fig, path)
 
 
 def plot_pareto(rows: list, metric: str, mode: str, path: Path) -> Path | None:
@@ -248,10 +240,7 @@ def _figures_html(figures: list[tuple[str, Path]]) -> str:
 
 
 def _md_table(header: Sequence[str], rows: list[Sequence[Any]]) -> list[str]:
-    esc = [str(h).replace("|", "\\|") for h in header]
-    lines = ["| " + " | ".join(esc) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(v).replace("|", "\\|") for v in row) + " |" for row in rows]
-    return lines
+    return md_table(header, rows, _fmt)
 
 
 def build_report(

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from faice.config import flatten, read_yaml
 from faice.errors import ConfigError
+from faice.figures import md_table, new_figure, save_figure
 
 BOOKKEEPING = frozenset({"name", "train.run_name", "train.output_dir", "log.group"})
 """Config keys that differ between trials by construction; never part of a trial's diff."""
@@ -84,9 +83,10 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def _read_yaml(path: Path) -> dict | None:
+    """The mapping in `path`, None when it is missing, unreadable or not a mapping (a run still starting)."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = read_yaml(path)
+    except (OSError, ConfigError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -387,12 +387,12 @@ def _markdown(ranked: list[TrialRow], table: list[dict], search_dir: Path, spec:
         f"# Search `{name}`: {metric} ({mode}), {len(ranked)} trials: {_counts(ranked)}",
         "",
         *([f"**{found['text'][0].upper() + found['text'][1:]}.**", ""] if found else []),
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
     ]
-    for r, cells in zip(ranked, table, strict=True):
-        values = [*(_fmt(v) for v in cells.values()), _relative(r.grid, search_dir)]
-        lines.append("| " + " | ".join(v.replace("|", "\\|") for v in values) + " |")
+    values = [
+        [*(_fmt(v) for v in cells.values()), _relative(r.grid, search_dir)]
+        for r, cells in zip(ranked, table, strict=True)
+    ]
+    lines += md_table(header, values)
     lines += seed_table(ranked, metric, mode)
     lines += _eval_notes(ranked)
     return "\n".join(lines) + "\n"
@@ -447,13 +447,10 @@ def seed_table(rows: list[TrialRow], metric: str, mode: str) -> list[str]:
     if not any(g["n"] > 1 for g in groups):
         return []
     columns = [c for c in groups[0] if c.startswith("best_") or "[" in c]
-    lines = ["", "## Across seeds: mean ± standard deviation over each configuration's seeds", "",
-             "| configuration | seeds | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]  # fmt: skip
-    for g in groups:
-        seeds = ", ".join(map(str, g["seeds"]))
-        cells = [g["config"].replace("|", "\\|"), seeds, *(format_mean_std(g.get(c)) for c in columns)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    cells = [[g["config"], ", ".join(map(str, g["seeds"])), *(format_mean_std(g.get(c)) for c in columns)]
+             for g in groups]  # fmt: skip
+    title = ["", "## Across seeds: mean ± standard deviation over each configuration's seeds", ""]
+    return title + md_table(["configuration", "seeds", *columns], cells)
 
 
 def _eval_notes(rows: list[TrialRow]) -> list[str]:
@@ -521,13 +518,8 @@ def _y_scale(ax, values: list[float]) -> None:
 
 def plot_metric(search_dir: str | Path, metric: str, out_png: str | Path) -> Path:
     """`metric` vs step of every trial in one PNG; stopped-early trials are dashed and end in an x."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     search_dir = Path(search_dir)
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    plt, fig, ax = new_figure((7, 4), 120)
     values = []
     for row in collect(search_dir):
         lines = metric_lines(search_dir / "runs" / row.trial_id, metric)
@@ -547,10 +539,7 @@ def plot_metric(search_dir: str | Path, metric: str, out_png: str | Path) -> Pat
         ax.text(0.5, 0.5, f"no {metric} logged yet", ha="center", va="center", transform=ax.transAxes)
     ax.set(xlabel="step", ylabel=metric, title=f"{search_dir.name}: {metric} (dashed, x = stopped early)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(plt, fig, out_png)
 
 
 def report(search_dir: str | Path) -> dict:

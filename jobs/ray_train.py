@@ -128,6 +128,19 @@ class TrialProgress:
         self.bar.close()
 
 
+def quiet_report_logs() -> None:
+    """Drop Ray Train's INFO line per `ray.train.report` ("Reporting training result N: ...") from the
+    console. Its logger is named after its source file, so RunConfig's LoggingConfig (which filters
+    `ray.train.*` names) does not reach it; the trial's progress line says the same."""
+    import logging
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.endswith(
+            ("train/v2/_internal/execution/context.py", "train\\v2\\_internal\\execution\\context.py")
+        ):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def worker_loop(loop_config: dict) -> None:
     """Body of every Ray Train worker: the faice loop, resuming from Ray's latest checkpoint if any."""
     from faice.train.checkpoint import EVAL_PENDING
@@ -135,6 +148,7 @@ def worker_loop(loop_config: dict) -> None:
     from jobs.eval_pool import get_dispatcher
 
     cfg = resolve(from_dict(loop_config["config"]))
+    quiet_report_logs()
     rank = ray.train.get_context().get_world_rank()
     checkpoint = ray.train.get_checkpoint()
     resume = checkpoint.path if checkpoint is not None else "auto"

@@ -78,6 +78,7 @@ def test_asha_search_runs_stops_early_and_logs_each_trial(ray_cluster, debug_dat
     assert "best:" in out.stdout
     # a readable console: trials draw progress lines, they do not print a line per report
     assert not re.search(r"step \d+: loss=", out.stdout + out.stderr), out.stdout[-2000:]
+    assert "Reporting training result" not in out.stdout + out.stderr, out.stdout[-2000:]
 
 
 @pytest.mark.timeout(600)
