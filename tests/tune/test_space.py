@@ -138,7 +138,7 @@ def test_shipped_spaces_exist_and_say_what_was_asked():
     )
     assert demo.config_for().eval.every == 0 and demo.config_for().train.checkpoint_every == 100
     # ASHA on the pool's KID: every checkpoint is scored with the FID Inception
-    assert demo.metric == "kid[inception]" and demo.config_for().eval.num_samples == 128
+    assert demo.metric == "kid[inception]" and demo.config_for().eval.num_samples == 64
     grid = load_space("beta-schedule.yaml", ["scale=paper"])
     assert grid.num_trials == 27 and grid.seeds == [0, 1, 2]  # 3 schedules x 3 samplers x 3 seeds
     ddpm = grid.config_for({"variant": "ddpm", "diffusion.beta_schedule": "cosine", "train.seed": 2})
