@@ -143,7 +143,7 @@ def main() -> int:
     p.add_argument("--work", default=str(REPO / "runs" / "bench" / "metric-agreement"))
     p.add_argument("--samples", type=int, default=1000, help="generated images per checkpoint")
     p.add_argument("--budgets", default="64,128,256", help="samples per evaluation of the candidates")
-    p.add_argument("--candidate-reference", type=int, default=1024, help="real images of the candidates")
+    p.add_argument("--candidate-reference", type=int, default=512, help="real images of the candidates")
     p.add_argument("--repeats", type=int, default=10, help="random sample subsets per candidate")
     args = p.parse_args()
     work = Path(args.work)

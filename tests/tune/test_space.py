@@ -438,5 +438,6 @@ def test_the_tiny_ranking_metric_is_the_one_the_agreement_benchmark_validated():
     metric, budget = result["details"]["default_metric"].split("@")
     tiny = load_space("demo-asha.yaml")
     assert tiny.metric == metric and tiny.config_for().eval.num_samples == int(budget)
+    assert tiny.config_for().eval.reference_images == result["details"]["candidates_reference_images"]
     assert load_config("demo.yaml").eval.extractor == tiny.config_for().eval.extractor == "inception"
     assert result["ratio"] >= result["target"] >= 0.9 and result["details"]["default_top1_agreement"] == 1.0
