@@ -20,6 +20,7 @@ MAX_ATTRIBUTES = 8  # 257 classes
 
 
 def null_label(k: int) -> int:
+    """The class index of 'no label' (classifier-free guidance's null class) for k attributes: 2**k."""
     return 2**k
 
 

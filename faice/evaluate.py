@@ -39,6 +39,7 @@ def metric_key(metric: str, extractor: str) -> str:
 
 
 def is_eval_metric(name: str) -> bool:
+    """True for a checkpoint-evaluation metric name such as fid[inception]."""
     return name.endswith("]") and "[" in name
 
 
@@ -49,6 +50,7 @@ def std_key(metric: str) -> str:
 
 
 def is_std_metric(name: str) -> bool:
+    """True for the uncertainty column of a metric, such as fid_std[inception]."""
     return "_std[" in name
 
 
@@ -66,10 +68,12 @@ class EvalResult:
 
 
 def stats_dir_for(cfg: Config) -> Path:
+    """The reference-statistics cache folder of `cfg` (eval.stats_dir, or <train.output_dir>/reference-stats)."""
     return Path(cfg.eval.stats_dir or Path(cfg.train.output_dir) / "reference-stats")
 
 
 def reference_for(cfg: Config, extractor: Extractor, resolution: int | None = None) -> ReferenceStats:
+    """The (cached) reference statistics of `cfg`'s evaluation data for `extractor`."""
     return reference_stats(
         cfg.data.path,
         cfg.eval.reference_split,

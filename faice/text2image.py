@@ -58,6 +58,7 @@ def build_unet(cfg) -> torch.nn.Module:
 
 
 def lora_config(text_cfg):
+    """The peft LoraConfig of a TextConfig (rank, alpha, target modules)."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -77,6 +78,7 @@ def lora_state(unet) -> dict[str, torch.Tensor]:
 
 
 def save_lora(unet, folder: str | Path, rank: int, alpha: float, targets: list[str]) -> None:
+    """Write the UNet's LoRA adapters to `folder` in diffusers' LoRA file format."""
     from diffusers import StableDiffusionPipeline
 
     folder = Path(folder)

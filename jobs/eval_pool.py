@@ -246,6 +246,7 @@ NAMESPACE = "faice"
 
 
 def dispatcher_name(search: str) -> str:
+    """The Ray actor name of a search's evaluation dispatcher."""
     return f"faice-eval-{search}"
 
 
@@ -271,6 +272,7 @@ def start_dispatcher(
 
 
 def get_dispatcher(name: str):
+    """The evaluation dispatcher actor called `name` (ValueError when it is not running)."""
     return ray.get_actor(name, namespace=NAMESPACE)
 
 

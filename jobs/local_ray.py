@@ -36,10 +36,12 @@ def local_env(base: dict | None = None) -> dict:
 
 
 def apply_local_env() -> None:
+    """Set this process's environment for the local 127.0.0.1 cluster (auth mode, loopback-only listeners)."""
     os.environ.update({k: v for k, v in local_env().items() if k in LOCAL_ENV})
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

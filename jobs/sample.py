@@ -9,6 +9,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m jobs.sample`: `faice sample` as a Ray job on a GPU node; exit code."""
     from jobs.local_ray import apply_local_env
 
     apply_local_env()

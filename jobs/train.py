@@ -13,6 +13,7 @@ from faice.errors import ConfigError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed arguments of `python -m jobs.train`."""
     p = argparse.ArgumentParser(
         prog="python -m jobs.train",
         description="Train one faice config on a Ray cluster with Ray Train (resumes from its last checkpoint).",
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> Path:
+    """Run one Ray Train run from parsed arguments; exit code."""
     import json
 
     from faice.config import flatten, load_config
@@ -89,6 +91,7 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m jobs.train`: one faice run as a Ray Train run; exit code (2 for bad input)."""
     from jobs.local_ray import apply_local_env
 
     apply_local_env()

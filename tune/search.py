@@ -31,6 +31,7 @@ TRIAL_ACTOR_RESOURCES = {"memory": 1, **ON_HEAD}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The parsed arguments of `python -m tune.search`."""
     p = argparse.ArgumentParser(
         prog="python -m tune.search",
         description="Run a Ray Tune search over faice configs (each trial a Ray Train run).",
@@ -322,6 +323,7 @@ def run_search(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m tune.search`: run (or resume) a search; exit code (2 for bad input)."""
     from jobs.local_ray import apply_local_env
 
     apply_local_env()  # before ray is imported: loopback only, explicit auth mode

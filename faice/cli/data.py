@@ -49,6 +49,7 @@ def add_data(sub) -> None:
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
+    """`faice data prepare`: shards from CelebA-HQ or an image folder; exit code."""
     from faice.data.prepare import prepare_celeba, prepare_folder
 
     src = Path(args.src)
@@ -66,6 +67,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_data_encode(args: argparse.Namespace) -> int:
+    """`faice data encode`: a latent cache of a dataset split; exit code."""
     import json
 
     from accelerate import PartialState
@@ -97,6 +99,7 @@ def cmd_data_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:
+    """`faice data synth`: the synthetic faces as shards; exit code."""
     from faice.data.prepare import write_synthetic
 
     manifest = write_synthetic(

@@ -62,6 +62,7 @@ def _eval_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`faice evaluate`: metrics of a checkpoint or image folder, written as JSON; exit code."""
     import json
 
     from faice.evaluate import dump_features, evaluate_checkpoint, read_image_folder, reference_for, score

@@ -27,6 +27,7 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """`faice train`: one training run; exit code."""
     from faice.config import load_config
     from faice.train.loop import train
 
@@ -59,6 +60,7 @@ def add_sample(sub) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    """`faice sample`: images and a grid from a checkpoint; exit code."""
     from faice.sampling import generate, load_checkpoint_model, save_samples
 
     model, cfg, ckpt = load_checkpoint_model(args.checkpoint, use_ema=not args.no_ema)
@@ -108,6 +110,7 @@ def add_export(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """`faice export`: a diffusers pipeline folder; exit code."""
     from faice.export import export_pipeline
 
     out = export_pipeline(args.checkpoint, args.out, sampler=args.sampler, use_ema=not args.no_ema)
@@ -134,6 +137,7 @@ def add_demo(sub) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """`faice demo`: the single-run demo; exit code."""
     from faice.demo import run_demo
 
     return run_demo(args.overrides)

@@ -20,6 +20,7 @@ def add_results(sub) -> None:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    """`faice results`: a search's table and plots; exit code."""
     from faice.results import results_command
 
     return results_command(args.search)
@@ -49,6 +50,7 @@ def add_report(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """`faice report`: a search's HTML and markdown report; exit code."""
     from faice.report import build_report
     from faice.sweep import parse_plan
 
@@ -76,6 +78,7 @@ def add_compare(sub) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """`faice compare`: the best trials of several searches; exit code."""
     from faice.report import compare_command
 
     return compare_command(args.searches, args.out)

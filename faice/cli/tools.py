@@ -21,6 +21,7 @@ def add_config(sub) -> None:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    """`faice config show`: the resolved config as YAML; exit code."""
     from faice.config import dump_yaml, load_config
 
     print(dump_yaml(load_config(args.config, args.overrides)), end="")
@@ -28,6 +29,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_docs(args: argparse.Namespace) -> int:
+    """`faice config docs`: every config key with its type, default and meaning; exit code."""
     from faice.config import describe
 
     for key, tp, default, help_ in describe():
@@ -50,6 +52,7 @@ def add_cluster(sub) -> None:
 
 
 def cmd_cluster_check(args: argparse.Namespace) -> int:
+    """`faice cluster check`: validate cluster YAMLs; exit code (1 on any error)."""
     from faice.cluster import check_command
 
     return check_command(args.paths)

@@ -15,6 +15,7 @@ from faice.errors import ConfigError
 
 
 def set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    """Set `tree[a][b][c] = value` for the dotted key 'a.b.c', creating levels as needed."""
     parts = dotted.split(".")
     node = tree
     for part in parts[:-1]:
@@ -80,12 +81,15 @@ def read_tree(path: str | Path) -> dict:
 
 
 def to_dict(cfg: Any) -> dict:
+    """A config (or any dataclass) as nested plain dicts."""
     return dataclasses.asdict(cfg)
 
 
 def dump_yaml(cfg: Config) -> str:
+    """A config as YAML text, keys in schema order."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
+    """Write a config as YAML to `path`."""
     Path(path).write_text(dump_yaml(cfg))

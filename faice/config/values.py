@@ -72,6 +72,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def build_section(cls: type, data: dict, prefix: str) -> Any:
+    """An instance of the dataclass `cls` from `data`, every value coerced; errors name `prefix.key`."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)

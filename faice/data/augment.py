@@ -37,6 +37,7 @@ class Augment:
 
 
 def crop_size(stored: int, scale: float) -> int:
+    """The side of a crop of `scale` of a `stored`-px image, at least 1 and at most `stored`."""
     return max(1, min(stored, round(stored * scale)))
 
 

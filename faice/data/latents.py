@@ -54,6 +54,7 @@ def autoencoder_folder(path: str | Path) -> tuple[Path, Path | None]:
 
 
 def autoencoder_config(path: str | Path) -> dict:
+    """The config.json of the autoencoder at `path`; ConfigError when it is not a KL or VQ autoencoder."""
     folder, _ = autoencoder_folder(path)
     config = json.loads((folder / "config.json").read_text())
     if config.get("_class_name") not in ("AutoencoderKL", "VQModel"):
@@ -121,15 +122,18 @@ def latent_scale(cfg) -> float:
 
 
 def cache_key(ae_hash: str, data_hash: str, split: str, resolution: int, flips: bool) -> str:
+    """The 16-hex-digit key of a latent cache: autoencoder, data, split, resolution and flips."""
     text = json.dumps([CACHE_VERSION, ae_hash, data_hash, split, resolution, flips])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def cache_root(cfg) -> Path:
+    """The folder holding latent caches: latent.cache_dir, or <data>/latents."""
     return Path(cfg.latent.cache_dir or Path(cfg.data.path) / "latents")
 
 
 def cache_dir_for(cfg) -> Path:
+    """The latent cache folder of `cfg`'s autoencoder, data split and resolution."""
     key = cache_key(
         autoencoder_hash(cfg.latent.autoencoder),
         manifest_hash(read_manifest(cfg.data.path)),

@@ -24,10 +24,12 @@ def velocity(x0: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch
 
 
 def x0_from_eps(xt: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    """x0 from x_t and the predicted noise: (x_t - sqrt(1 - abar) eps) / sqrt(abar)."""
     return (xt - _b((1 - abar).sqrt(), xt) * eps) / _b(abar.sqrt(), xt)
 
 
 def eps_from_x0(xt: torch.Tensor, x0: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    """The noise from x_t and x0: (x_t - sqrt(abar) x0) / sqrt(1 - abar)."""
     return (xt - _b(abar.sqrt(), xt) * x0) / _b((1 - abar).sqrt(), xt)
 
 

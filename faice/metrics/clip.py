@@ -37,6 +37,7 @@ def preprocess(images: np.ndarray, size: int) -> torch.Tensor:
 
 @torch.no_grad()
 def clip_score(model, tokenizer, images: np.ndarray, prompts: list[str], batch_size: int = 64) -> float:
+    """The mean CLIP score (100 x cosine, floored at 0) of `images` against their `prompts`."""
     scores = []
     for i in range(0, len(images), batch_size):
         pixels = preprocess(images[i : i + batch_size], model.config.vision_config.image_size)

@@ -105,6 +105,7 @@ def _tiny_weights() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 @EXTRACTORS.register("faice-tiny")
 def faice_tiny(eval_cfg=None, batch_size: int = 64) -> Extractor:
+    """The faice-tiny extractor: a fixed random CNN, for fast unit tests only (it does not rank models)."""
     layers = _tiny_weights()
     feat_dim = sum(w.shape[0] for w, _ in layers[1:])
     rng = np.random.default_rng(TINY_SEED + 1)
@@ -163,6 +164,7 @@ def inception_path(configured: str | None = None) -> Path:
 
 @EXTRACTORS.register("inception")
 def inception(eval_cfg=None, batch_size: int = 16) -> Extractor:
+    """The FID Inception extractor (2048-d pool features and logits, 299 px, TF scaling) from local weights."""
     path = inception_path(getattr(eval_cfg, "inception_path", None))
     net = torch.jit.load(str(path), map_location="cpu").eval().to(_device())
     probe = net(torch.zeros(1, 3, 299, 299, device=_device()))
@@ -199,6 +201,7 @@ def check_available(name: str, eval_cfg=None) -> None:
 
 
 def build_extractor(name: str, eval_cfg=None) -> Extractor:
+    """The feature extractor called `name`; ConfigError naming eval.extractor and the choices otherwise."""
     try:
         factory = EXTRACTORS.get(name)
     except KeyError as e:

@@ -30,6 +30,7 @@ ENV = "FAICE_LPIPS_PATH"
 
 
 def vgg16_features() -> nn.Sequential:
+    """torchvision's VGG16 `features` layout, untrained (LPIPS loads its weights)."""
     layers: list[nn.Module] = []
     channels = 3
     for item in VGG16:

@@ -74,6 +74,7 @@ def build_autoencoder(cfg, resolution: int) -> torch.nn.Module:
 
 
 def is_vq(model) -> bool:
+    """True when `model` (or the module it wraps) is a VQ-VAE rather than a KL autoencoder."""
     return type(getattr(model, "module", model)).__name__ == "VQModel"
 
 
@@ -129,6 +130,7 @@ def decode(model, latents: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def reconstruct(model, images: torch.Tensor) -> torch.Tensor:
+    """The autoencoder's reconstructions of `images` (encode, then decode)."""
     return decode(model, encode(model, images)[0])
 
 
@@ -138,6 +140,7 @@ def scale_factor(latents: torch.Tensor) -> float:
 
 
 def read_scale(folder: str | Path) -> float | None:
+    """The latent scale factor stored in an autoencoder folder, None when it has none."""
     path = Path(folder) / LATENT_FILE
     return json.loads(path.read_text())["scale_factor"] if path.exists() else None
 

@@ -17,6 +17,8 @@ from faice.models.registry import MODELS
 
 
 def dit_kwargs(cfg, resolution: int, in_channels: int = 3) -> dict:
+    """DiTTransformer2DModel keyword arguments of a DiT ModelConfig at `resolution`; ConfigError on a bad
+    patch size."""
     from faice.errors import ConfigError
 
     if resolution % cfg.patch_size:
@@ -38,6 +40,7 @@ def dit_kwargs(cfg, resolution: int, in_channels: int = 3) -> dict:
 
 
 def no_builtin_label_dropout(model: DiTTransformer2DModel) -> DiTTransformer2DModel:
+    """`model` with diffusers' own label dropout switched off (faice drops labels in the loss); returns it."""
     for module in model.modules():
         if type(module).__name__ == "LabelEmbedding":
             module.dropout_prob = 0.0

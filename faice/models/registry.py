@@ -66,4 +66,5 @@ def load_model(path: str | Path) -> torch.nn.Module:
 
 
 def count_parameters(model: torch.nn.Module) -> int:
+    """The number of parameters of `model`."""
     return sum(p.numel() for p in model.parameters())

@@ -189,6 +189,7 @@ def _page(rep: ReportParts) -> str:
 
 
 def fid_name(swept: dict) -> str:
+    """The fid[extractor] column of a sampler sweep."""
     from faice.sweep import fid_key
 
     return fid_key(swept["rows"])

@@ -36,6 +36,7 @@ class TrainProgress:
 
 
 def checkpoint_name(step: int) -> str:
+    """The folder name of step `step`'s checkpoint: step-0000123."""
     return f"step-{step:07d}"
 
 
@@ -49,6 +50,7 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint folder of a run, None when it has none."""
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
 
@@ -87,6 +89,7 @@ def save_checkpoint(
 
 
 def load_state(ckpt: str | Path) -> TrainProgress:
+    """The training progress (step, epoch, position in the epoch) saved in a checkpoint."""
     return TrainProgress(**json.loads((Path(ckpt) / "state.json").read_text()))
 
 

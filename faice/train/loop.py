@@ -68,6 +68,7 @@ def _multi_process_cpu() -> bool:
 
 
 def run_dir_for(cfg: Config) -> Path:
+    """The default run folder of `cfg`: <train.output_dir>/<run name>."""
     return Path(cfg.train.output_dir) / cfg.run_name
 
 

@@ -75,6 +75,7 @@ def finish_run(cfg: Config, state, run_dir: Path, reporter, ckpt: Path) -> dict 
 
 
 def to_pil_grid(path: Path):
+    """The RGB image at `path` (a saved sample grid), loaded into memory."""
     from PIL import Image
 
     with Image.open(path) as im:

@@ -99,6 +99,7 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
 
 
 def teacher_model(cfg: Config) -> torch.nn.Module:
+    """The consistency teacher's EMA network, loaded from consistency.teacher."""
     from faice.sampling import load_checkpoint_model
 
     return load_checkpoint_model(cfg.consistency.teacher, use_ema=True)[0]
@@ -124,6 +125,7 @@ def build_task_model(cfg: Config) -> torch.nn.Module:
 
 
 def build_loss(cfg: Config, device: torch.device, ema: EMA | None):
+    """The loss object of `cfg`'s task (diffusion, autoencoder, text-to-image or consistency)."""
     cond = cfg.model.conditioning
     if cfg.task == "autoencoder":
         return AutoencoderLoss(cfg.autoencoder, device)

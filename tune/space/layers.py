@@ -56,6 +56,7 @@ SCALES_DIR = Path(__file__).resolve().parent.parent / "scales"
 
 
 def scale_names() -> list[str]:
+    """Names of the shipped scales (tune/scales/*.yaml)."""
     return sorted(p.stem for p in SCALES_DIR.glob("*.yaml"))
 
 

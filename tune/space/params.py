@@ -22,6 +22,7 @@ from tune.space.spec import KINDS, Param, SearchSpec, render_value
 
 
 def parse_space(data: Any, tree: dict | None = None) -> list[Param]:
+    """The searched `Param`s of a `space:` mapping, each checked against the config field it sets."""
     data = as_mapping(data, "space")
     if not data and ((tree or {}).get("variants") or (tree or {}).get("seeds")):
         return []
