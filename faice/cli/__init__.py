@@ -33,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one `faice` command; the exit code (2 for bad input, with one line naming it)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # usage errors (one line, naming the valid choices) and --help
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.fn(args)
     except ConfigError as e:
