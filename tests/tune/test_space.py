@@ -166,7 +166,7 @@ def test_a_scale_merges_its_shared_file_then_the_space_then_its_own_entry(tmp_pa
     assert small.scale == "small" and Path(small.base).name == "demo.yaml"  # from tune/scales/tiny.yaml
     assert small.metric == "kid[inception]" and small.budget.max_steps == 20  # entry over the file
     assert small.overrides["train.lr"] == 5.0e-4 and small.overrides["train.batch_size"] == 4
-    assert small.overrides["eval.num_samples"] == 128  # from the shared file
+    assert small.overrides["eval.num_samples"] == 64  # from the shared file
     big = load_space(path, ["scale=big", "seeds=2"])
     assert big.seeds == [0, 1] and big.num_trials == 4  # 2 variants x 2 seeds (the command line wins)
     assert big.config_for({"variant": "b", "train.seed": 1}).model.name == "unet-adm"
