@@ -7,7 +7,7 @@ Format (only `base` and `space` are required; defaults in brackets)::
     base: demo.yaml          # base config: a path (cwd, then the space's folder) or a file name in configs/
     overrides:               # fixed dotted config overrides, applied to the base for every trial [{}]
       train.checkpoint_every: 100
-    metric: loss             # metric the trials report ["loss"]; e.g. fid[faice-tiny] (ASHA on FID)
+    metric: loss             # metric the trials report ["loss"]; e.g. kid[inception] (ASHA on the pool's KID)
     mode: min                # min | max ["min"]
     budget:
       num_samples: 4         # trials; with grid params, repeats of the full grid [1]

@@ -106,7 +106,7 @@ def _check_against_config(spec: SearchSpec) -> None:
 
 
 def _check_eval_metric(spec: SearchSpec) -> None:
-    """`metric: fid[faice-tiny]` needs checkpoint evaluation on, with that extractor."""
+    """`metric: kid[inception]` needs checkpoint evaluation on, with that extractor."""
     from faice.evaluate import is_eval_metric
 
     if not is_eval_metric(spec.metric):
