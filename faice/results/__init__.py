@@ -8,6 +8,7 @@ from faice.results.outputs import plot_metric, report, results_command
 from faice.results.rows import (
     BOOKKEEPING,
     RAY_STATUS,
+    SEED_KEY,
     TrialRow,
     _metric_mode,
     _read_yaml,
@@ -22,7 +23,6 @@ from faice.results.rows import (
     verdict,
 )
 from faice.results.tables import (
-    SEED_KEY,
     _fmt,
     by_configuration,
     eval_columns,

@@ -38,8 +38,8 @@ def _value(config: dict, dotted: str):
 
 
 def grid_points(spec) -> list[dict]:
-    """The trials' params of a space whose varied keys are grids (the picks below make them so): the
-    cross product, in the order Ray's variant generator would name them does not matter here."""
+    """The trials' params of a space whose varied keys are grids (the picks below make them so): the cross
+    product of the grids, other params at their first probe value."""
     grids = [p for p in spec.space if p.kind == "grid"]
     fixed = {p.key: p.probes[0] for p in spec.space if p.kind != "grid"}
     return [{**fixed, **dict(zip([p.key for p in grids], values, strict=True))}
