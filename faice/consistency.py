@@ -108,31 +108,3 @@ class ConsistencyLoss:
 
     def __call__(self, model, x0: torch.Tensor, generator: torch.Generator, labels=None) -> torch.Tensor:
         return self.parts(model, x0, generator, labels)["loss"]
-
-
-def adopt_teacher(cfg):
-    """cfg with the teacher's architecture, forward process, resolution and latent space (what the student
-    must share with it), so the run's config.yaml says what ran."""
-    from faice.errors import ConfigError
-    from faice.evaluate import checkpoint_config
-
-    if not cfg.consistency.teacher:
-        raise ConfigError(
-            "consistency.teacher: task=consistency needs the teacher's checkpoint or run folder"
-        )
-    try:
-        teacher, _ = checkpoint_config(cfg.consistency.teacher)
-    except FileNotFoundError as e:
-        raise ConfigError(f"consistency.teacher: {e}") from None
-    if teacher.task != "diffusion":
-        raise ConfigError(
-            f"consistency.teacher: {cfg.consistency.teacher} is a {teacher.task} run, not a diffusion model"
-        )
-    cfg.model, cfg.diffusion, cfg.latent = teacher.model, teacher.diffusion, teacher.latent
-    cfg.data.resolution = teacher.data.resolution
-    if cfg.diffusion.num_train_timesteps % LCM_STEPS:
-        raise ConfigError(
-            f"diffusion.num_train_timesteps: the teacher's {cfg.diffusion.num_train_timesteps} is not a multiple "
-            f"of {LCM_STEPS}, the DDIM schedule consistency distillation walks"
-        )
-    return cfg

@@ -53,13 +53,14 @@ def run(args: argparse.Namespace) -> Path:
     """Run one Ray Train run from parsed arguments; exit code."""
     import json
 
-    from faice.config import flatten, load_config
+    from faice.config import flatten
     from faice.data.ensure import ensure_dataset
     from faice.profiles import TrialResources, load_profile, parse_section
+    from faice.tasks import load_checked
 
     profile = load_profile(args.profile) if args.profile else {}
     profile_overrides = [f"{k}={json.dumps(v)}" for k, v in flatten(profile.get("config") or {}).items()]
-    cfg = load_config(args.config, [*profile_overrides, *args.overrides])
+    cfg = load_checked(args.config, [*profile_overrides, *args.overrides])
     name = args.name or cfg.run_name
     storage = Path(args.storage).resolve()
     cfg.data.path = str(Path(cfg.data.path).resolve())

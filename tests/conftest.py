@@ -34,12 +34,13 @@ def debug_data(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def debug_cfg(debug_data, tmp_path):
-    """A factory: configs/debug.yaml + overrides, on the session dataset, writing under tmp_path."""
-    from faice.config import load_config
+    """A factory: configs/debug.yaml + overrides, on the session dataset, writing under tmp_path (checked
+    as a run would check it: faice.tasks.load_checked)."""
+    from faice.tasks import load_checked
 
     def make(*overrides: str):
         base = [f"data.path={debug_data}", f"train.output_dir={tmp_path / 'runs'}"]
-        return load_config(REPO / "configs" / "debug.yaml", base + list(overrides))
+        return load_checked(REPO / "configs" / "debug.yaml", base + list(overrides))
 
     return make
 

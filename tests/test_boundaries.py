@@ -127,3 +127,31 @@ def test_importing_the_library_does_not_load_ray():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def task_comparisons(source: str) -> list[int]:
+    """Line numbers of comparisons with a `.task` attribute (`cfg.task == "x"`, `teacher.task != ...`,
+    `cfg.task in (...)`): task dispatch that belongs in faice.tasks."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Attribute) and o.attr == "task" for o in operands):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_the_task_comparison_finder_finds_every_form():
+    src = 'if cfg.task == "a": pass\nx = t.task != "b"\ny = "c" in (s.cfg.task,)\nz = cfg.task_name == 1\n'
+    assert task_comparisons(src) == [1, 2]
+    assert task_comparisons('if "x" == state.cfg.task: pass\n') == [1]
+
+
+def test_only_the_task_registry_compares_task_names():
+    offenders = [
+        f"{path.relative_to(REPO)}:{line}"
+        for mod, path in module_files().items()
+        if not mod.startswith("faice.tasks")
+        for line in task_comparisons(path.read_text())
+    ]
+    assert not offenders, f"task dispatch outside faice/tasks (use task_of(cfg)): {offenders}"

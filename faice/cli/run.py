@@ -28,10 +28,10 @@ def add_train(sub) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """`faice train`: one training run; exit code."""
-    from faice.config import load_config
+    from faice.tasks import load_checked
     from faice.train.loop import train
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_checked(args.config, args.overrides)
     result = train(cfg, run_dir=args.run_dir, resume=args.resume)
     print(f"run folder: {result.run_dir}\ncheckpoint: {result.checkpoint}")
     return 0

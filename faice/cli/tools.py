@@ -22,9 +22,10 @@ def add_config(sub) -> None:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     """`faice config show`: the resolved config as YAML; exit code."""
-    from faice.config import dump_yaml, load_config
+    from faice.config import dump_yaml
+    from faice.tasks import load_checked
 
-    print(dump_yaml(load_config(args.config, args.overrides)), end="")
+    print(dump_yaml(load_checked(args.config, args.overrides)), end="")
     return 0
 
 

@@ -43,26 +43,8 @@ def validate(cfg: Config) -> None:
     for key in ("kl_weight", "commitment_weight", "lpips_weight"):
         if getattr(ae, key) < 0:
             raise ConfigError(f"autoencoder.{key}: must be >= 0, got {getattr(ae, key)}")
-    if cfg.task == "text2image":
-        if cfg.train.ema_decay > 0:
-            raise ConfigError("train.ema_decay: text2image runs keep no EMA of the UNet; set 0")
-        if cfg.text.lora_rank < 1:
-            raise ConfigError(f"text.lora_rank: must be >= 1, got {cfg.text.lora_rank}")
     if not 0 <= cfg.text.caption_dropout < 1:
         raise ConfigError(f"text.caption_dropout: must be in [0, 1), got {cfg.text.caption_dropout}")
-    if cfg.task == "consistency":
-        if cfg.sample.sampler != "lcm":
-            raise ConfigError(
-                f"sample.sampler: a consistency model samples with lcm (1-4 steps), got {cfg.sample.sampler!r}"
-            )
-        if cfg.train.ema_decay <= 0:
-            raise ConfigError(
-                "train.ema_decay: consistency distillation's target network is the EMA; set e.g. 0.95"
-            )
-    if cfg.task == "autoencoder" and cfg.latent.autoencoder:
-        raise ConfigError(
-            "latent.autoencoder: an autoencoder run (task=autoencoder) trains in pixel space; unset it"
-        )
     if cfg.diffusion.lpips_weight < 0:
         raise ConfigError(f"diffusion.lpips_weight: must be >= 0, got {cfg.diffusion.lpips_weight}")
     if not 0 <= cfg.diffusion.hybrid_l1_weight <= 1:

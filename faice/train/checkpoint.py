@@ -136,3 +136,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint found at {path} (expected a step-N folder or a run folder)")
     return ckpt
+
+
+def checkpoint_config(ckpt: str | Path, overrides: list[str] | None = None):
+    """(the run Config saved with a checkpoint plus dotted `overrides`, the checkpoint folder)."""
+    from faice.config import from_tree, read_yaml
+
+    path = resolve_checkpoint(ckpt)
+    return from_tree(read_yaml(path / "config.yaml", "checkpoint config"), overrides or []), path

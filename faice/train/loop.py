@@ -22,6 +22,7 @@ from accelerate.state import AcceleratorState, GradientState
 from faice.config import Config, dump_yaml, save_config, to_dict
 from faice.data.ensure import ensure_dataset
 from faice.errors import ConfigError
+from faice.tasks import task_of
 from faice.train.checkpoint import TrainProgress, latest_checkpoint, resolve_checkpoint, save_checkpoint
 from faice.train.reporting import default_reporter, redact
 from faice.train.state import TrainState, build_state, load_into, train_step
@@ -114,10 +115,8 @@ def train(
 ) -> RunResult:
     """Train `cfg` into `run_dir` (default runs/<run_name>); resume=True continues its latest checkpoint."""
     hooks = hooks or Hooks()
-    if cfg.task == "consistency":  # the student shares the teacher's architecture and forward process
-        from faice.consistency import adopt_teacher
-
-        cfg = adopt_teacher(cfg)
+    task = task_of(cfg)
+    cfg = task.prepare(cfg)  # e.g. a consistency student adopts its teacher's architecture
     run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
     # accelerate keeps one process-wide state; a second run in this process may use another precision
     AcceleratorState._reset_state(reset_partial_state=True)
@@ -145,8 +144,7 @@ def train(
         start = json.loads((ckpt / "state.json").read_text())["step"] if ckpt is not None else 0
         _trim_metrics(run_dir / "metrics.jsonl", start)
     accelerator.wait_for_everyone()
-    if cfg.task == "autoencoder" and accelerator.num_processes > 1:
-        raise ConfigError("task=autoencoder trains in one process; set trial.num_workers=1")
+    task.check_processes(accelerator.num_processes)
 
     state = build_state(cfg, accelerator)
     if ckpt is not None:
@@ -286,26 +284,6 @@ def _checkpoint(cfg: Config, state: TrainState, run_dir: Path) -> Path:
             dump_yaml(cfg),
             keep=cfg.train.keep_checkpoints,
         )
-        if cfg.task == "autoencoder":  # the latent scale factor is stored with every autoencoder checkpoint
-            measure_latent_scale(cfg, state.ema.model if state.ema else acc.unwrap_model(state.model), path)
+        state.task.on_checkpoint(cfg, state.ema.model if state.ema else acc.unwrap_model(state.model), path)
     acc.wait_for_everyone()
     return path
-
-
-def measure_latent_scale(cfg: Config, model: torch.nn.Module, ckpt: Path) -> dict:
-    """1 / std of the latents of cfg.autoencoder.scale_images training images, written to ckpt/latent.json
-    (with the weights latent runs will use: the EMA ones when the run keeps an EMA)."""
-    from faice.data.loader import to_model_images
-    from faice.metrics.reference import real_images
-    from faice.models.autoencoder import encode, write_scale
-
-    images = real_images(cfg.data.path, cfg.data.split, cfg.data.resolution, cfg.autoencoder.scale_images)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    latents = torch.cat([
-        encode(model, to_model_images(images[i : i + 64].transpose(0, 3, 1, 2), cfg.data.resolution).to(device))[0].cpu()
-        for i in range(0, len(images), 64)
-    ])  # fmt: skip
-    model.train(was_training)
-    return write_scale(ckpt, latents, len(images))

@@ -9,13 +9,11 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from faice.conditioning import attribute_columns, encode
+from faice.conditioning import attribute_columns
 from faice.config import Config
 from faice.data.augment import Augment
 from faice.data.loader import ShardLoader
-from faice.diffusion.loss import DiffusionLoss
-from faice.models import build_model
-from faice.models.autoencoder import AutoencoderLoss, build_autoencoder
+from faice.tasks import Task, task_of
 from faice.train.checkpoint import TrainProgress, load_state, load_tensors, load_weights
 from faice.train.ema import EMA
 
@@ -30,9 +28,10 @@ class TrainState:
     ema: EMA | None
     optimizer: torch.optim.Optimizer
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
-    loss_fn: DiffusionLoss | AutoencoderLoss
+    loss_fn: object  # the task's loss: loss(model, x0, generator, labels) -> scalar
     loader: ShardLoader
     generator: torch.Generator
+    task: Task | None = None  # task_of(cfg), set by build_state
     progress: TrainProgress = field(default_factory=TrainProgress)
     label_columns: list[int] | None = None  # the conditioning attributes' columns in a batch's "attrs"
 
@@ -47,8 +46,9 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
     """Model (seeded init), EMA twin, AdamW, warm-up + decay schedule, loss and data for `cfg`."""
     from diffusers.optimization import get_scheduler
 
+    task = task_of(cfg)
     torch.manual_seed(cfg.train.seed)
-    model = build_task_model(cfg)
+    model = task.build_model(cfg)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     tc = cfg.train
     optimizer = torch.optim.AdamW(
@@ -91,56 +91,17 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
         ema=ema,
         optimizer=optimizer,
         lr_scheduler=lr_scheduler,
-        loss_fn=build_loss(cfg, accelerator.device, ema),
+        loss_fn=task.build_loss(cfg, accelerator.device, ema),
         loader=loader,
         generator=torch.Generator(device=accelerator.device),
         label_columns=columns,
+        task=task,
     )
 
 
-def teacher_model(cfg: Config) -> torch.nn.Module:
-    """The consistency teacher's EMA network, loaded from consistency.teacher."""
-    from faice.sampling import load_checkpoint_model
-
-    return load_checkpoint_model(cfg.consistency.teacher, use_ema=True)[0]
-
-
 def build_task_model(cfg: Config) -> torch.nn.Module:
-    """The network a run trains: an autoencoder, a consistency student (a copy of its teacher), a
-    denoiser on latents, or a denoiser on pixels."""
-    if cfg.task == "consistency":
-        return teacher_model(cfg)
-    if cfg.task == "text2image":
-        from faice.text2image import build_unet
-
-        return build_unet(cfg)
-    if cfg.task == "autoencoder":
-        return build_autoencoder(cfg.autoencoder, cfg.data.resolution)
-    if cfg.latent.autoencoder:
-        from faice.data.latents import latent_shape
-
-        channels, side = latent_shape(cfg.latent.autoencoder, cfg.data.resolution)
-        return build_model(cfg.model, side, channels)
-    return build_model(cfg.model, cfg.data.resolution)
-
-
-def build_loss(cfg: Config, device: torch.device, ema: EMA | None):
-    """The loss object of `cfg`'s task (diffusion, autoencoder, text-to-image or consistency)."""
-    cond = cfg.model.conditioning
-    if cfg.task == "autoencoder":
-        return AutoencoderLoss(cfg.autoencoder, device)
-    if cfg.task == "text2image":
-        from faice.text2image import Text2ImageLoss
-
-        return Text2ImageLoss(cfg, device)
-    if cfg.task == "consistency":
-        from faice.conditioning import null_label
-        from faice.consistency import ConsistencyLoss
-
-        loss = ConsistencyLoss(cfg, teacher_model(cfg), device, null_label(len(cond)) if cond else None)
-        loss.target = ema.model  # the target network is the student's EMA
-        return loss
-    return DiffusionLoss(cfg.diffusion, device, cfg.train.label_dropout if cond else 0.0, len(cond))
+    """The network a run of cfg's task trains (unseeded: build_state seeds it)."""
+    return task_of(cfg).build_model(cfg)
 
 
 def build_loader(cfg: Config, accelerator: Accelerator):
@@ -175,11 +136,7 @@ def train_step(state: TrainState, batches: Iterator[dict]) -> float:
     for micro in range(tc.grad_accum):
         batch = next(batches)
         x0 = batch["image"].to(acc.device, non_blocking=True)
-        labels = None
-        if state.label_columns is not None:
-            labels = encode(batch["attrs"][:, state.label_columns]).to(acc.device)
-        elif state.cfg.task == "text2image":
-            labels = batch["caption"]  # the loss tokenizes them (after caption dropout)
+        labels = state.task.batch_labels(batch, state.label_columns, acc.device)
         seed = step_seed(tc.seed, acc.process_index, p.step, micro)
         state.generator.manual_seed(seed)
         torch.manual_seed(seed)

@@ -45,12 +45,12 @@ def test_scalings_and_schedule_are_lcmschedulers():
 
 
 def test_the_loss_is_the_formula_and_only_the_student_learns(debug_cfg, teacher):
-    from faice.consistency import adopt_teacher
     from faice.sampling import load_checkpoint_model
-    from faice.train.state import build_task_model
+    from faice.tasks import task_of
 
-    cfg = adopt_teacher(_student_cfg(debug_cfg, teacher))
-    student = build_task_model(cfg)
+    task = task_of(_student_cfg(debug_cfg, teacher))
+    cfg = task.prepare(_student_cfg(debug_cfg, teacher))
+    student = task.build_model(cfg)
     teacher_net = load_checkpoint_model(teacher.run_dir)[0]
     assert all(
         torch.equal(a, b)

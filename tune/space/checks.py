@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import itertools
 
-from faice.config import (
-    ConfigError,
-    load_config,
-)
+from faice.config import ConfigError
+from faice.tasks import load_checked
 from tune.space.spec import SearchSpec, render_value
 
 MAX_COMBINATIONS = 256  # above this many probe combinations only each param alone is checked
@@ -82,7 +80,7 @@ def _check_searcher(spec: SearchSpec) -> None:
 def _check_against_config(spec: SearchSpec) -> None:
     """Load the base, the fixed overrides, each probe value alone, then probe combinations together."""
     try:
-        load_config(spec.base)
+        load_checked(spec.base)
     except ConfigError as e:
         raise ConfigError(f"base: {spec.base} is invalid: {e}") from None
     try:
@@ -108,6 +106,7 @@ def _check_against_config(spec: SearchSpec) -> None:
 def _check_eval_metric(spec: SearchSpec) -> None:
     """`metric: kid[inception]` needs checkpoint evaluation on, with that extractor."""
     from faice.evaluate import is_eval_metric
+    from faice.tasks import task_of
 
     if not is_eval_metric(spec.metric):
         return
@@ -117,7 +116,7 @@ def _check_eval_metric(spec: SearchSpec) -> None:
         raise ConfigError(
             f"metric: {spec.metric} comes from checkpoint evaluation, which is off; set overrides.eval.num_samples"
         )
-    if extractor == "pixels" and cfg.task == "autoencoder":  # psnr[pixels], ssim[pixels]: no extractor
+    if extractor == "pixels" and task_of(cfg).pixel_metrics:  # psnr[pixels], ssim[pixels]: no extractor
         return
     if extractor != cfg.eval.extractor:
         raise ConfigError(

@@ -21,6 +21,7 @@ from faice.config import (
 from faice.profiles import (
     TrialResources,
 )
+from faice.tasks import load_checked
 
 KINDS = ("choice", "grid", "uniform", "loguniform", "randint")
 
@@ -140,7 +141,7 @@ class SearchSpec:
 
     def config_for(self, params: Mapping[str, Any] | None = None) -> Config:
         """The trial's resolved config: base + overrides + budget.max_steps + `params`."""
-        return load_config(self.base, self.override_list(params))
+        return load_checked(self.base, self.override_list(params))
 
     def probe_config(self) -> Config:
         """The config of the space's first probe values: what the trials have in common beyond the base
