@@ -220,11 +220,8 @@ def run_trial(
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from faice.config import from_tree
-
     trial_id = tune.get_context().get_trial_id()
-    sampled = {k: params[k] for k in spec.keys if k in params}
-    cfg = from_tree(base_tree, spec.override_list(sampled) + fixed + [f"train.run_name={trial_id}"])
+    cfg = spec.trial_config(base_tree, fixed, params, trial_id)
     trainer = make_trainer(
         cfg,
         run_dir=Path(search_dir) / "runs" / trial_id,

@@ -150,6 +150,24 @@ def _trainable(spec, search_dir: Path, base_tree: dict, fixed: list[str], eval_p
     return tune.with_resources(trainable, TRIAL_ACTOR_RESOURCES)
 
 
+def prepare_search(spec, storage: Path) -> tuple[dict, list[str], object]:
+    """Everything a search does before Ray (no Ray here): resolve its `{best_of: SEARCH}` links against
+    `storage` (links.json), then `_prepare` its folder, data and reference statistics. Returns
+    (base tree, fixed overrides, base config): a trial's config is
+    from_tree(base tree, spec.override_list(params) + fixed + [train.run_name=TRIAL])."""
+    from tune.space import resolve_links
+
+    search_dir = Path(storage) / spec.name
+    chosen = resolve_links(spec, storage)  # {best_of: SEARCH} -> that search's best run folder
+    if chosen:
+        search_dir.mkdir(parents=True, exist_ok=True)
+        (search_dir / "links.json").write_text(json.dumps(chosen, indent=2) + "\n")
+        for name, link in chosen.items():
+            print(f"faice search: {link['key']} = best of {name}: trial {link['trial']} "
+                  f"({link['metric']} {link['value']:.4g} at step {link['step']}) {link['run']}", flush=True)  # fmt: skip
+    return _prepare(spec, search_dir)
+
+
 def _prepare(spec, search_dir: Path) -> tuple[dict, list[str], object]:
     """Base tree + fixed overrides every trial gets, and the base config; writes search.yaml and
     base_config.yaml; makes the data and the reference statistics (once, here, not by every trial)."""
@@ -214,12 +232,14 @@ def _eval_reserve(spec, cluster: dict[str, float], needed: bool) -> tuple[dict, 
 
 
 def _write_trials(results, search_dir: Path, keys: list[str]) -> None:
+    from faice.results import write_trials
+
     trials = {}
     for result in results:
         trial_id = Path(result.path).name.removeprefix("trial-")
         status = "ERROR" if result.error else "TERMINATED"
         trials[trial_id] = {"status": status, "params": {k: result.config.get(k) for k in keys}}
-    (search_dir / "trials.json").write_text(json.dumps(trials, indent=2, default=str))
+    write_trials(search_dir, trials)
 
 
 def run_search(args: argparse.Namespace) -> Path:
@@ -240,16 +260,7 @@ def run_search(args: argparse.Namespace) -> Path:
         )
     if args.resume and not has_state:
         raise ConfigError(f"--resume: no search state in {search_dir}")
-    from tune.space import resolve_links
-
-    chosen = resolve_links(spec, storage)  # {best_of: SEARCH} -> that search's best run folder
-    if chosen:
-        search_dir.mkdir(parents=True, exist_ok=True)
-        (search_dir / "links.json").write_text(json.dumps(chosen, indent=2) + "\n")
-        for name, link in chosen.items():
-            print(f"faice search: {link['key']} = best of {name}: trial {link['trial']} "
-                  f"({link['metric']} {link['value']:.4g} at step {link['step']}) {link['run']}", flush=True)  # fmt: skip
-    base_tree, fixed, base = _prepare(spec, search_dir)
+    base_tree, fixed, base = prepare_search(spec, storage)
     use_pool = _use_pool(base)
 
     import ray

@@ -21,6 +21,7 @@ from faice.results.rows import (
     read_jsonl,
     trial_row,
     verdict,
+    write_trials,
 )
 from faice.results.tables import (
     _fmt,
@@ -64,4 +65,5 @@ __all__ = [
     "trial_row",
     "verdict",
     "write_tables",
+    "write_trials",
 ]

@@ -226,12 +226,23 @@ def trial_row(run_dir: Path, trial_id: str, spec: dict, base: dict, ray: dict | 
 # ---------------------------------------------------------------------------- the whole search
 
 
+TRIALS_FILE = "trials.json"
+
+
+def write_trials(search_dir: str | Path, trials: dict[str, dict]) -> Path:
+    """The runner's record of each trial, {trial_id: {"status": Ray's (TERMINATED, ERROR, ...), "params":
+    its sampled params}}, as search_dir/trials.json (what `collect` merges with the run folders)."""
+    path = Path(search_dir) / TRIALS_FILE
+    path.write_text(json.dumps(trials, indent=2, default=str))
+    return path
+
+
 def collect(search_dir: str | Path) -> list[TrialRow]:
     """One TrialRow per trial (run folders and trials.json entries), sorted by trial id."""
     search_dir = Path(search_dir)
     spec = load_search(search_dir)
     base = _read_yaml(search_dir / "base_config.yaml") or {}
-    ray = _read_json(search_dir / "trials.json")
+    ray = _read_json(search_dir / TRIALS_FILE)
     ray = ray if isinstance(ray, dict) else {}
     runs = search_dir / "runs"
     ids = {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()

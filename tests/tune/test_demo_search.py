@@ -1,6 +1,7 @@
-"""The demo search (demo-asha at debug size on a real local Ray cluster, every checkpoint scored on the
-evaluation pool), its `faice report` checked in headless Chromium against results.csv, a consistency
-search distilling its best trial through `{best_of: demo-asha}`, and `faice compare` of the two."""
+"""The demo search (demo-asha at debug size, in-process as the launcher builds its trials, every checkpoint
+scored with the real tiny default, kid[inception]), its `faice report` checked in headless Chromium against
+results.csv, a consistency search distilling its best trial through `{best_of: demo-asha}`, and
+`faice compare` of the two. The Ray paths these share with every search run in tests/jobs."""
 
 import csv
 import json
@@ -10,7 +11,7 @@ import pytest
 
 from faice.cli import main as faice
 from tests.browser import CHROMIUM, open_page
-from tests.tune.tiny_search import run_tiny_search
+from tests.tune.tiny_search import run_tiny_in_process
 
 pytestmark = [pytest.mark.slow]
 
@@ -29,22 +30,11 @@ PAGE = """(() => {
 
 
 @pytest.fixture(scope="module")
-def demo(ray_cluster, debug_data, tmp_path_factory):
-    """(storage, results.csv rows) of demo-asha at debug size: 2 trials, ASHA on the pool's FID."""
+def demo(debug_data, tmp_path_factory):
+    """(storage, results.csv rows) of demo-asha at debug size: 2 trials scored by kid[inception]."""
     storage = tmp_path_factory.mktemp("storage")
-    _, rows = run_tiny_search(
-        ray_cluster,
-        storage,
-        "demo-asha.yaml",
-        debug_data,
-        "evaluation.fallback_cpus=1",
-        "trial.cpus_per_worker=1",
-        "evaluation.also_score_best=[]",
-        "budget.num_samples=2",
-        "scheduler.grace_period=3",
-        "config.eval.num_inference_steps=3",
-        fast=False,
-    )  # fmt: skip  (the real tiny default: kid[inception])
+    rows = run_tiny_in_process(storage, "demo-asha.yaml", debug_data, "budget.num_samples=2", "scheduler.grace_period=3",
+                               "config.eval.num_inference_steps=3", fast=False)  # fmt: skip
     assert len(rows) == 2
     return storage, rows
 
@@ -81,17 +71,18 @@ def test_the_demo_searchs_report_renders_in_a_browser_with_the_csv_numbers(demo,
 
 
 @pytest.mark.timeout(900)
-def test_consistency_distils_the_demo_searchs_best_trial(demo, ray_cluster, debug_data, capsys):
+def test_consistency_distils_the_demo_searchs_best_trial(demo, debug_data, capsys):
     from faice.config import read_yaml
 
     storage, demo_rows = demo
-    stdout, rows = run_tiny_search(ray_cluster, storage, "consistency.yaml", debug_data, fast=False)
+    capsys.readouterr()
+    rows = run_tiny_in_process(storage, "consistency.yaml", debug_data, fast=False)
+    stdout = capsys.readouterr().out
     link = json.loads((storage / "consistency" / "links.json").read_text())["demo-asha"]
     best = min(
         (r for r in demo_rows if r["best_kid[inception]"]), key=lambda r: float(r["best_kid[inception]"])
     )
     assert link["trial"] == best["trial_id"] and f"best of demo-asha: trial {best['trial_id']}" in stdout
-    assert "evaluation pool of 1 slot(s)" in stdout
     runs = storage / "consistency" / "runs"
     configs = [read_yaml(runs / r["trial_id"] / "config.yaml", "c") for r in rows]
     assert sorted(c["consistency"]["loss"] for c in configs) == ["huber", "l2"]
@@ -99,7 +90,7 @@ def test_consistency_distils_the_demo_searchs_best_trial(demo, ray_cluster, debu
     for row in rows:
         assert row["status"] == "finished" and float(row["best_kid[inception]"]) > -1
         evals = (runs / row["trial_id"] / "eval.jsonl").read_text()
-        assert '"sampler": "lcm"' in evals and '"sampler_steps": 2' in evals and '"where": "pool"' in evals
+        assert '"sampler": "lcm"' in evals and '"sampler_steps": 2' in evals
     capsys.readouterr()
     assert faice(["compare", str(storage / "demo-asha"), str(storage / "consistency")]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -1,34 +1,35 @@
-"""The original's latent study as two linked searches on a real local Ray cluster: an autoencoder search,
-then pixel UNet vs latent UNet vs latent DiT trained on its best trial, compared in one results table, and
-the latent UNet depth study on the same autoencoder."""
+"""The original's latent study as linked searches, in-process (the launcher's own link resolution and trial
+configs; the Ray path is the same as every search's): an autoencoder search, then pixel UNet vs latent
+UNet vs latent DiT trained on its best trial, compared in one results table, and the latent UNet depth
+study on the same autoencoder."""
 
 import json
 
 import pytest
 
-from tests.tune.tiny_search import run_tiny_search
+from tests.tune.tiny_search import run_tiny_in_process
 
 pytestmark = [pytest.mark.slow]
 
 
-def _run(cluster, storage, space, data, *extra):
-    return run_tiny_search(cluster, storage, space, data, "config.eval.where=inline",
-                           "config.eval.num_inference_steps=3", *extra)  # fmt: skip
+def _run(storage, space, data, *extra):
+    return run_tiny_in_process(storage, space, data, "config.eval.num_inference_steps=3", *extra)
 
 
-@pytest.mark.timeout(900)
-def test_autoencoder_search_feeds_a_latent_vs_pixel_comparison(ray_cluster, debug_data, tmp_path):
-    _, ae_rows = _run(ray_cluster, tmp_path, "autoencoder.yaml", debug_data,
-         "space.autoencoder.name={grid: [kl-debug, vq-debug]}", "config.autoencoder.base_channels=8")  # fmt: skip
+@pytest.mark.timeout(600)
+def test_autoencoder_search_feeds_a_latent_vs_pixel_comparison(debug_data, tmp_path, capsys):
+    ae_rows = _run(tmp_path, "autoencoder.yaml", debug_data,
+                   "space.autoencoder.name={grid: [kl-debug, vq-debug]}", "config.autoencoder.base_channels=8")  # fmt: skip
     assert len(ae_rows) == 2 and all(r["status"] == "finished" for r in ae_rows)
     best = max(ae_rows, key=lambda r: float(r["best_psnr[pixels]"]))
     assert all(r["ssim[pixels]"] and r["rfid[faice-tiny]"] for r in ae_rows)
 
-    stdout, rows = _run(ray_cluster, tmp_path, "latent-vs-pixel.yaml", debug_data)
+    capsys.readouterr()
+    rows = _run(tmp_path, "latent-vs-pixel.yaml", debug_data)
     search = tmp_path / "latent-vs-pixel"
     link = json.loads((search / "links.json").read_text())["autoencoder"]
     assert link["trial"] == best["trial_id"] and link["key"] == "latent.autoencoder"
-    assert f"best of autoencoder: trial {best['trial_id']}" in stdout
+    assert f"best of autoencoder: trial {best['trial_id']}" in capsys.readouterr().out
     assert sorted(r["variant"] for r in rows) == ["latent-dit", "latent-unet", "pixel-unet"]
     for row in rows:  # one table: FID, speed and memory for each
         assert row["status"] == "finished", row
@@ -42,8 +43,9 @@ def test_autoencoder_search_feeds_a_latent_vs_pixel_comparison(ray_cluster, debu
             assert f"autoencoder: {link['run']}" in config
             assert json.loads((run / "latent-source.json").read_text())["autoencoder"] == link["run"]
     # the LDM depth study on the same autoencoder: 4 vs 6 blocks
-    _, rows = _run(ray_cluster, tmp_path, "latent-unet-depth.yaml", debug_data,
-                   "space.model.name={grid: [unet-ldm-4, unet-ldm-6]}")  # fmt: skip
+    rows = _run(
+        tmp_path, "latent-unet-depth.yaml", debug_data, "space.model.name={grid: [unet-ldm-4, unet-ldm-6]}"
+    )
     assert sorted(r["model.name"] for r in rows) == ["unet-ldm-4", "unet-ldm-6"]
     assert all(r["status"] == "finished" and float(r["best_fid[faice-tiny]"]) > 0 for r in rows)
     caches = [p for p in (debug_data / "latents").iterdir() if not p.name.count(".partial")]

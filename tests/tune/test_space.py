@@ -105,7 +105,7 @@ def _spaces_searched_in(module: str) -> set[str]:
     import ast
 
     tree = ast.parse((REPO / "tests" / "tune" / f"{module}.py").read_text())
-    runners = {"run_tiny_search", "_run"}
+    runners = {"run_tiny_search", "run_tiny_in_process", "run_in_process", "_run"}
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) in runners:

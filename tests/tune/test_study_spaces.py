@@ -1,18 +1,16 @@
 """Every study space of tune/spaces/ at `tiny` scale, in-process: the space resolves and validates, each of
-two picked trials gets its config exactly as the launcher builds it (tune.search._prepare, the space's
-override list, the fixed overrides), trains a few real steps at debug size with inline evaluation, and the
-search's result tables are written from the run folders. The spaces differ only in config, not in the Ray
-code path, which the search tests run once on the tests' cluster (test_demo_search and the others below).
-The spaces with their own search tests (demo-asha, consistency, autoencoder, latent-vs-pixel,
-latent-unet-depth, text-lora) run in those; test_space checks that every space is covered.
+two picked trials gets its config exactly as the launcher builds it (tune.search.prepare_search,
+SearchSpec.trial_config), trains a few real steps at debug size with inline evaluation, and the search's
+result tables are written from the run folders. The spaces differ only in config, not in the Ray code path,
+which tests/jobs and tests/cluster run once each on real clusters. The spaces with their own tests (demo-asha,
+consistency, autoencoder, latent-vs-pixel, latent-unet-depth, text-lora: linked searches, a tiny SD folder)
+run in those; test_space checks that every space is covered.
 """
-
-import itertools
 
 import pytest
 
 from faice.config import read_yaml
-from tests.tune.tiny_search import DEBUG_SIZE, fast_metric
+from tests.tune.tiny_search import DEBUG_SIZE, fast_metric, run_in_process
 
 pytestmark = [pytest.mark.slow]
 
@@ -35,35 +33,6 @@ def _value(config: dict, dotted: str):
     for part in dotted.split("."):
         config = config[part]
     return config
-
-
-def grid_points(spec) -> list[dict]:
-    """The trials' params of a space whose varied keys are grids (the picks below make them so): the cross
-    product of the grids, other params at their first probe value."""
-    grids = [p for p in spec.space if p.kind == "grid"]
-    fixed = {p.key: p.probes[0] for p in spec.space if p.kind != "grid"}
-    return [{**fixed, **dict(zip([p.key for p in grids], values, strict=True))}
-            for values in itertools.product(*(p.args for p in grids))]  # fmt: skip
-
-
-def run_in_process(space: str, storage, *overrides: str) -> tuple[str, list]:
-    """(search name, result rows) of a space's trials trained one after another in this process."""
-    from faice.config import from_tree
-    from faice.results import collect, write_tables
-    from faice.train.loop import train
-    from tune.search import _prepare
-    from tune.space import load_space
-
-    spec = load_space(space, list(overrides))
-    search_dir = storage / spec.name
-    base_tree, fixed, _ = _prepare(spec, search_dir)
-    for i, params in enumerate(grid_points(spec) * spec.budget.num_samples):
-        trial = f"trial_{i:05d}"
-        cfg = from_tree(base_tree, spec.override_list(params) + fixed + [f"train.run_name={trial}"])
-        train(cfg, run_dir=search_dir / "runs" / trial)
-    rows = collect(search_dir)
-    write_tables(rows, search_dir, spec.to_dict())
-    return spec.name, rows
 
 
 @pytest.mark.timeout(300)

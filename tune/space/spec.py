@@ -143,6 +143,18 @@ class SearchSpec:
         """The trial's resolved config: base + overrides + budget.max_steps + `params`."""
         return load_checked(self.base, self.override_list(params))
 
+    def trial_config(
+        self, base_tree: dict, fixed: list[str], params: Mapping[str, Any], trial_id: str
+    ) -> Config:
+        """A trial's config as every runner builds it: the search's base tree (tune.search.prepare_search),
+        the space's overrides and sampled `params`, the search's fixed overrides and the trial's run name."""
+        from faice.config import from_tree
+
+        sampled = {k: params[k] for k in self.keys if k in params}
+        return from_tree(
+            base_tree, self.override_list(sampled) + list(fixed) + [f"train.run_name={trial_id}"]
+        )
+
     def probe_config(self) -> Config:
         """The config of the space's first probe values: what the trials have in common beyond the base
         (a space may, say, switch checkpoint evaluation on)."""
