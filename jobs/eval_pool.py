@@ -131,6 +131,18 @@ def evaluate_job(job: EvalJob, overrides: list[str]) -> dict:
 _evaluate_task = ray.remote(max_retries=0)(evaluate_job)
 
 
+def warm_up() -> int:
+    """Import what an evaluation needs (torch, diffusers, the extractors), so that the pool's first
+    checkpoint is scored at once rather than after a cold start; returns the worker's pid."""
+    import faice.evaluate  # noqa: F401
+    import faice.tasks  # noqa: F401
+
+    return os.getpid()
+
+
+_warm_up_task = ray.remote(max_retries=0)(warm_up)
+
+
 class EvalDispatcher:
     """Queue + at most `slots` running evaluation tasks; results kept per trial until polled."""
 
@@ -151,6 +163,9 @@ class EvalDispatcher:
         self.delivered: dict[str, int] = {}
         self.counts = {"submitted": 0, "done": 0, "dropped": 0, "retried": 0, "failed": 0}
         self.lock = threading.Lock()
+        # one warm-up task per slot while the first trials start: their worker processes, which later
+        # evaluations reuse, have imported everything by the time the first checkpoint arrives
+        self.warm = [_warm_up_task.options(**task_options).remote() for _ in range(self.slots)]
         threading.Thread(target=self._run, daemon=True, name="eval-dispatcher").start()
 
     # -------------------------------------------------------------- called by trials and the launcher

@@ -20,6 +20,34 @@ faulthandler.dump_traceback_later(int(os.environ.get("FAICE_TEST_WATCHDOG_S", "2
 apply_local_env()
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+# Ray starts its workers at nice 15 (a production default that keeps a head node responsive); here the
+# tests' clusters share 2 cores with the other tests, which would starve them
+os.environ.setdefault("RAY_worker_niceness", "0")
+# Ray Train V2 hands a worker's report to the controller when the controller polls, every 2 s by default:
+# a tiny run reporting every step would wait that long per step. Every cluster, driver and job the tests
+# start inherits this.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+
+# The tests run in pytest-xdist workers (`-n auto`, pyproject). Tests on one shared Ray cluster run in one
+# worker, in order (an xdist group per cluster fixture); the rest spread over the workers, each of which
+# keeps to its share of the cores.
+CLUSTER_GROUPS = {"ray_cluster": "ray", "lab": "lab"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        groups = {CLUSTER_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in CLUSTER_GROUPS}
+        assert len(groups) <= 1, f"{item.nodeid} uses two test clusters"
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(groups.pop()))
+
+
+def pytest_configure(config):
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="session")
@@ -57,13 +85,12 @@ def ray_cluster():
     # a short temp dir: Ray's unix socket paths must stay under ~107 characters
     cluster = start_local_cluster(tempfile.mkdtemp(prefix="faice-ray-", dir="/tmp"), num_cpus=2)
     try:
-        cluster.env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.2"
         cluster.env["PYTHONPATH"] = str(REPO)
         cluster.env["WANDB_SILENT"] = "true"
         wait_for_job_agent(cluster)
         yield cluster
     finally:
-        cluster.stop()
+        cluster.stop(timeout=3)  # what a test left running needs no grace
         import shutil
 
         shutil.rmtree(cluster.temp_dir, ignore_errors=True)
@@ -87,3 +114,56 @@ def lpips_dir(tmp_path_factory):
     heads = {k: torch.rand_like(v) for k, v in state.items() if k.startswith("lin")}
     torch.save(heads, folder / "vgg.pth")
     return folder
+
+
+def advertised(tmp_path, pool: str) -> dict:
+    """The Ray resources start-node.sh gives a CPU-only host of `pool` (its --dry-run)."""
+    from tests.cluster.test_start_node import node, start_node
+
+    args = ["--head"] if pool == "head" else ["--address", "127.0.0.1:6379", "--pool", pool]
+    info, _ = node(start_node(tmp_path, *args, "--node-ip", "127.0.0.1", gpus=0))
+    return info["resources"]
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """A lab cluster on one machine, shared by the pool and lab-fault tests: a head (1 CPU, the trials'
+    actors and Ray Train controllers), two training nodes (1 CPU + train_slot each) and an evaluation node
+    (1 CPU + eval_slot), on 127.0.0.1, each advertising what cluster/start-node.sh would on such a host.
+    Tests that take a machine away give it back (lab.train[i], lab.eval are the current nodes)."""
+    from types import SimpleNamespace
+
+    from jobs.local_ray import apply_local_env, free_port
+
+    apply_local_env()
+    # the raylets (and so the Ray Train controllers) inherit these: fast failure detection, and a
+    # restarted trial may wait for a free training node as long as the test allows
+    saved = {k: os.environ.get(k) for k in ("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S",)}
+    os.environ.update(RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="600")
+    from ray.cluster_utils import Cluster
+
+    tmp = tmp_path_factory.mktemp("start-node")
+    resources = {pool: advertised(tmp, pool) for pool in ("head", "train", "eval")}
+    assert resources == {"head": {}, "train": {"train_slot": 1}, "eval": {"eval_slot": 1}}
+    head = {
+        "num_cpus": 1,
+        "resources": resources["head"],
+        "include_dashboard": True,
+        "dashboard_host": "127.0.0.1",
+        "dashboard_port": free_port(),
+    }
+    cluster = Cluster(initialize_head=True, head_node_args=head)
+    try:
+        lab = SimpleNamespace(cluster=cluster, resources=resources, head=cluster.head_node.node_id)
+        lab.train = [cluster.add_node(num_cpus=1, resources=resources["train"]) for _ in range(2)]
+        lab.eval = cluster.add_node(num_cpus=1, resources=resources["eval"])
+        cluster.wait_for_nodes()
+        lab.env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
+        yield lab
+    finally:
+        cluster.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

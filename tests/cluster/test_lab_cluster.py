@@ -1,72 +1,21 @@
-"""A lab cluster on one machine: a head, two training nodes and one evaluation node on 127.0.0.1, each
-advertising what cluster/start-node.sh would advertise on such a host. Searches run on it with the `cpu`
-profile; machines are taken away mid-search and the tests count the work lost (training steps beyond the
-last checkpoint, evaluation metrics never produced)."""
+"""Machines lost mid-search on the tests' lab cluster (conftest.lab: a head, two training nodes and one
+evaluation node on 127.0.0.1, each advertising what cluster/start-node.sh would on such a host). The search
+runs with the `cpu` profile; the test counts the work lost (training steps beyond the last checkpoint,
+evaluation metrics never produced)."""
 
 import csv
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from faice.results import read_jsonl
-from tests.cluster.test_start_node import node, start_node
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
-CHECKPOINT_EVERY = 10
-
-
-def advertised(tmp_path, pool: str) -> dict:
-    """The Ray resources start-node.sh gives a CPU-only host of `pool` (its --dry-run)."""
-    args = ["--head"] if pool == "head" else ["--address", "127.0.0.1:6379", "--pool", pool]
-    info, _ = node(start_node(tmp_path, *args, "--node-ip", "127.0.0.1", gpus=0))
-    return info["resources"]
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    from jobs.local_ray import apply_local_env, free_port
-
-    apply_local_env()
-    # the raylets (and so the Ray Train controllers) inherit these: fast failure detection, and a
-    # restarted trial may wait for a free training node as long as the test allows
-    saved = {
-        k: os.environ.get(k)
-        for k in ("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S")
-    }
-    os.environ.update(RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.2", RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="600")
-    from ray.cluster_utils import Cluster
-
-    tmp = tmp_path_factory.mktemp("start-node")
-    resources = {pool: advertised(tmp, pool) for pool in ("head", "train", "eval")}
-    assert resources == {"head": {}, "train": {"train_slot": 1}, "eval": {"eval_slot": 1}}
-    head = {
-        "num_cpus": 1,
-        "resources": resources["head"],
-        "include_dashboard": True,
-        "dashboard_host": "127.0.0.1",
-        "dashboard_port": free_port(),
-    }
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    try:
-        lab = SimpleNamespace(cluster=cluster, resources=resources, head=cluster.head_node.node_id)
-        lab.train = [cluster.add_node(num_cpus=1, resources=resources["train"]) for _ in range(2)]
-        lab.eval = cluster.add_node(num_cpus=1, resources=resources["eval"])
-        cluster.wait_for_nodes()
-        lab.env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
-        yield lab
-    finally:
-        cluster.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+CHECKPOINT_EVERY = 8
 
 
 def _search(lab, storage: Path, data: Path, *extra: str) -> subprocess.Popen:
@@ -135,15 +84,23 @@ def _missing_metrics(run_dir: Path, max_steps: int, every: int) -> list[int]:
 
 
 @pytest.mark.timeout(900)
-def test_losing_a_training_node_costs_at_most_one_checkpoint_interval(lab, debug_data, tmp_path):
-    max_steps = 60
+def test_losing_a_training_node_and_the_evaluation_node_loses_one_interval_and_no_metric(
+    lab, debug_data, tmp_path
+):
+    """Two trials train on the two training machines, their checkpoints scored on the evaluation machine.
+    Mid-search a training machine and the evaluation machine are taken away together. The trial of the
+    lost machine restarts on the other one once it is free and loses at most one checkpoint interval;
+    training goes on without the evaluation machine while its checkpoints wait; when it comes back every
+    checkpoint is scored: no metric is lost."""
+    max_steps = 48
     proc = _search(
         lab, tmp_path, debug_data, f"budget.max_steps={max_steps}",
         f"config.train.checkpoint_every={CHECKPOINT_EVERY}", "config.train.log_every=1",
     )  # fmt: skip
     search, runs = tmp_path / "debug-eval", tmp_path / "debug-eval" / "runs"
+    old_eval = lab.eval
     try:
-        # both trials training, past their first checkpoint
+        # both trials training past their first checkpoint, which the evaluation machine has been given
         _wait(
             proc,
             lambda: (
@@ -155,11 +112,23 @@ def test_losing_a_training_node_costs_at_most_one_checkpoint_interval(lab, debug
         )
         victim = lab.train[0]
         lab.cluster.remove_node(victim)
+        lab.cluster.remove_node(old_eval)
         at_loss = _steps(runs)  # the dead node writes nothing more
+        # training goes on without the evaluation machine (the lost trial on the other training machine,
+        # once it is free); the checkpoints wait for it
+        _wait(
+            proc,
+            lambda: len(s := _steps(runs)) == 2 and all(v == max_steps for v in s.values()),
+            600,
+            "both trials to finish training",
+        )
+        lab.eval = lab.cluster.add_node(num_cpus=1, resources=lab.resources["eval"])  # it comes back
         output = _finish(proc, 600)
     finally:
         if proc.poll() is None:
             proc.kill()
+        if lab.eval is old_eval:
+            lab.eval = lab.cluster.add_node(num_cpus=1, resources=lab.resources["eval"])
     lab.train[0] = lab.cluster.add_node(num_cpus=1, resources=lab.resources["train"])  # the machine returns
 
     rows = _results(search)
@@ -177,55 +146,21 @@ def test_losing_a_training_node_costs_at_most_one_checkpoint_interval(lab, debug
     missing = {
         r["trial_id"]: _missing_metrics(runs / r["trial_id"], max_steps, CHECKPOINT_EVERY) for r in rows
     }
-    print(f"\nlost training node: trial {trial} resumed from step {start}; steps lost {lost} "
-          f"(bound {CHECKPOINT_EVERY}); metrics missing {sum(map(len, missing.values()))} (bound 0)")  # fmt: skip
+    nodes = [e["node_id"] for r in rows for e in read_jsonl(runs / r["trial_id"] / "eval.jsonl")]
+    print(f"\nlost a training and the evaluation node: trial {trial} resumed from step {start}; steps lost "
+          f"{lost} (bound {CHECKPOINT_EVERY}); metrics missing {sum(map(len, missing.values()))} (bound 0); "
+          f"{nodes.count(lab.eval.node_id)} of {len(nodes)} evaluations ran after it returned")  # fmt: skip
     assert 0 <= lost <= CHECKPOINT_EVERY and start % CHECKPOINT_EVERY == 0
     assert not any(missing.values()), missing
     assert "0 failed" in output
 
     # where everything ran: training workers only on training machines, evaluations only on the
-    # evaluation machine, trial actors and their Ray Train controllers on the head
+    # evaluation machines (before and after it returned), trial actors and Ray Train controllers on the head
     train_nodes = {victim.node_id, *(n.node_id for n in lab.train)}
     workers = _actor_nodes(lab.cluster.address, "RayTrainWorker")
     assert workers and set(workers) <= train_nodes and victim.node_id in workers, workers
     assert set(_actor_nodes(lab.cluster.address, "TrainController")) == {lab.head}
+    assert lab.eval.node_id in nodes and set(nodes) <= {old_eval.node_id, lab.eval.node_id}, nodes
     for row in rows:
         for e in read_jsonl(runs / row["trial_id"] / "eval.jsonl"):
-            assert e["node_id"] == lab.eval.node_id and e["resources"].get("eval_slot") == 1, e
-
-
-@pytest.mark.timeout(900)
-def test_losing_the_evaluation_node_delays_metrics_but_loses_none(lab, debug_data, tmp_path):
-    max_steps, every = 20, 4
-    proc = _search(
-        lab, tmp_path, debug_data, f"budget.max_steps={max_steps}", f"config.train.checkpoint_every={every}"
-    )
-    runs = tmp_path / "debug-eval" / "runs"
-    old = lab.eval
-    try:
-        _wait(proc, lambda: any(read_jsonl(p) for p in runs.glob("*/eval.jsonl")), 600, "a first evaluation")
-        lab.cluster.remove_node(old)
-        # training goes on without the evaluation machine; its checkpoints wait for it
-        _wait(
-            proc,
-            lambda: len(s := _steps(runs)) == 2 and all(v == max_steps for v in s.values()),
-            600,
-            "both trials to finish training",
-        )
-        lab.eval = lab.cluster.add_node(num_cpus=1, resources=lab.resources["eval"])  # it comes back
-        output = _finish(proc, 600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    rows = _results(tmp_path / "debug-eval")
-    assert len(rows) == 2 and {r["status"] for r in rows} == {"finished"}, rows
-    missing, nodes = {}, []
-    for row in rows:
-        run_dir = runs / row["trial_id"]
-        missing[row["trial_id"]] = _missing_metrics(run_dir, max_steps, every)
-        nodes += [e["node_id"] for e in read_jsonl(run_dir / "eval.jsonl") if "eval_error" not in e]
-    print(f"\nlost evaluation node: metrics missing {sum(map(len, missing.values()))} (bound 0); "
-          f"{nodes.count(lab.eval.node_id)} of {len(nodes)} evaluations ran after it returned")  # fmt: skip
-    assert not any(missing.values()), missing
-    assert set(nodes) <= {old.node_id, lab.eval.node_id} and lab.eval.node_id in nodes, nodes
-    assert "0 failed" in output
+            assert e["resources"].get("eval_slot") == 1, e

@@ -1,9 +1,12 @@
-"""The evaluation pool on a real local Ray cluster (127.0.0.1, one `eval_slot`): every checkpoint scored
-while trials train, ASHA on FID, evaluations only on eval slots, a killed eval worker retried."""
+"""The evaluation pool on the tests' lab cluster (127.0.0.1: training nodes with `train_slot`, one
+evaluation node with the only `eval_slot`): every checkpoint scored while trials train, ASHA on FID,
+evaluations only on the eval slot, the console, tables and W&B runs of a search; a killed evaluation
+worker retried with no metric missing."""
 
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,46 +24,13 @@ pytestmark = [pytest.mark.slow]
 METRIC = "fid[faice-tiny]"
 
 
-def _search(cluster, storage, data, *extra) -> list[str]:
+def _search(lab, storage, data, *extra) -> list[str]:
+    """The launcher on debug-eval, its trials pinned to the training nodes."""
     return [
         sys.executable, "-m", "tune.search", "--space", "tests/tune/debug-eval.yaml", "--storage", str(storage),
-        "--address", cluster.address, "--verbose", "0", f"config.data.path={data}", *extra,
+        "--address", lab.cluster.address, "--verbose", "0", f"config.data.path={data}",
+        "trial.resources_per_worker={train_slot: 1}", *extra,
     ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def two_pools():
-    """A real two-node cluster on 127.0.0.1: a head whose 2 CPUs train, and an evaluation node (1 CPU,
-    the only `eval_slot`), like a training machine and an evaluation machine."""
-    from types import SimpleNamespace
-
-    from jobs.local_ray import apply_local_env, free_port
-
-    apply_local_env()
-    from ray.cluster_utils import Cluster
-
-    head = {
-        "num_cpus": 2,
-        "resources": {"train_slot": 2},
-        "include_dashboard": True,
-        "dashboard_host": "127.0.0.1",
-        "dashboard_port": free_port(),
-    }
-    cluster = Cluster(initialize_head=True, head_node_args=head)
-    try:
-        eval_node = cluster.add_node(num_cpus=1, resources={"eval_slot": 1})
-        cluster.wait_for_nodes()
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-            "WANDB_SILENT": "true",
-        }
-        yield SimpleNamespace(
-            address=cluster.address, env=env, eval_node=eval_node.node_id, head=cluster.head_node.node_id
-        )
-    finally:
-        cluster.shutdown()
 
 
 def _evals(run_dir: Path) -> list[dict]:
@@ -68,9 +38,7 @@ def _evals(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.timeout(600)
-def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(
-    two_pools, debug_data, tmp_path
-):
+def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(lab, debug_data, tmp_path):
     """Two trials that train identically (same seed, same config: the same losses), one at a time, whose
     checkpoints are sampled with 3 DDIM steps and with 1 (FID about 3x worse at every checkpoint of this
     debug model): ASHA on the pool's FID must stop the second at a rung, which ASHA on the equal losses
@@ -85,15 +53,15 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(
     space["overrides"]["train.checkpoint_every"] = 8
     space["scheduler"]["grace_period"] = 8
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
-    pin = "trial.resources_per_worker={train_slot: 1}"  # trials on training machines only
     cmd = _search(
-        two_pools, tmp_path, debug_data, "evaluation.keep=all", "config.log.wandb=offline", pin,
+        lab, tmp_path, debug_data, "evaluation.keep=all", "config.log.wandb=offline",
+        "config.log.progress=true",  # as the demo: one progress line per trial, drawn by the driver
         "searcher.max_concurrent=1", "budget.num_samples=1", "budget.max_steps=96",
     )  # fmt: skip
     cmd[cmd.index("tests/tune/debug-eval.yaml")] = str(tmp_path / "space.yaml")
-    out = subprocess.run(cmd, cwd=REPO, env=two_pools.env, capture_output=True, text=True, timeout=500)
-    assert out.returncode == 0, out.stderr[-3000:]
     search = tmp_path / "debug-eval"
+    out = subprocess.run(cmd, cwd=REPO, env=lab.env, capture_output=True, text=True, timeout=500)
+    assert out.returncode == 0, out.stderr[-3000:]
     with (search / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and {"is[faice-tiny]", "kid[faice-tiny]", f"best_{METRIC}"} <= set(rows[0])
@@ -114,7 +82,7 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(
         assert float(row[f"last_{METRIC}"]) > 0
         for e in evals:  # only the evaluation node ran evaluations, never the training node
             assert e["where"] == "pool" and e["resources"].get("eval_slot") == 1, e
-            assert e["node_id"] == two_pools.eval_node, e
+            assert e["node_id"] == lab.eval.node_id, e
             assert Path(e["grid"]).is_file() and e["extractor"] == "faice-tiny"
         # the trial's W&B run got the FID (offline run files hold the metric name)
         wandb_files = list(run_dir.glob("wandb/offline-run-*/*.wandb"))
@@ -136,54 +104,45 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(
     assert stop[METRIC] > at_rung[METRIC]  # stopped on the pool's metric ...
     assert bad_loss[stop["step"]] == pytest.approx(good_loss[stop["step"]], rel=1e-4)  # ... not on loss
     assert "evaluations:" in out.stdout and "0 failed" in out.stdout
-    workers = _train_worker_nodes(two_pools.address)
-    assert workers and set(workers) == {two_pools.head}, workers
+    # the search's own outputs: tables, plot, verdict; a readable console (trials draw progress lines,
+    # they do not print a line per report, nor Ray Train's own report logs)
+    assert (search / "results.md").exists() and (search / "results.png").exists()
+    assert "best:" in out.stdout
+    assert not re.search(r"step \d+: loss=", out.stdout + out.stderr), out.stdout[-2000:]
+    assert "Reporting training result" not in out.stdout + out.stderr, out.stdout[-2000:]
     refs = list((tmp_path / "reference-stats").glob("*.npz"))
     assert len(refs) == 1, refs  # computed once on the driver, shared by every evaluation
 
 
-def _train_worker_nodes(address: str) -> list[str]:
-    """Node ids of every Ray Train worker the cluster ever ran (Ray's state API)."""
-    import ray
-    from ray.util.state import list_actors
-
-    ray.init(address=address)
-    try:
-        actors = list_actors(
-            filters=[("class_name", "=", "RayTrainWorker")], limit=1000, raise_on_missing_output=False
-        )
-        return [a.node_id for a in actors]
-    finally:
-        ray.shutdown()
-
-
 @pytest.mark.timeout(600)
-def test_killed_eval_worker_is_retried_and_no_metric_is_missing(two_pools, debug_data, tmp_path):
+def test_killed_eval_worker_is_retried_and_no_metric_is_missing(lab, debug_data, tmp_path):
     """SIGKILL the worker process in the middle of an evaluation: the dispatcher runs it again."""
     slow = ["config.eval.num_samples=64", "config.eval.num_inference_steps=400", "config.train.max_steps=4"]
     cmd = _search(
-        two_pools, tmp_path, debug_data, "budget.max_steps=null", "budget.num_samples=1",
+        lab, tmp_path, debug_data, "budget.max_steps=null", "budget.num_samples=1",
         "scheduler.name=fifo", "evaluation.keep=all", "config.log.wandb=disabled", *slow,
     )  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=two_pools.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = (tmp_path / "search.log").open("w+")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=lab.env, stdout=log, stderr=subprocess.STDOUT, text=True)
     killed = None
     try:
         deadline = time.time() + 300
         while killed is None and time.time() < deadline and proc.poll() is None:
             for marker in (tmp_path / "debug-eval" / "runs").glob("*/eval/step-*.attempt-1.pid"):
-                pid = int(marker.read_text())
                 time.sleep(0.5)  # well inside the sampling loop
-                if marker.exists():
-                    os.kill(pid, signal.SIGKILL)
-                    killed = marker
-                    break
+                try:
+                    os.kill(int(marker.read_text()), signal.SIGKILL)
+                except (ValueError, OSError):  # the evaluation ended meanwhile
+                    continue
+                killed = marker
+                break
             time.sleep(0.05)
-        output, _ = proc.communicate(timeout=400)
+        proc.wait(timeout=400)
     finally:
         if proc.poll() is None:
             proc.kill()
+        log.close()
+    output = (tmp_path / "search.log").read_text()
     assert killed is not None, "no evaluation was seen running"
     assert proc.returncode == 0, output[-3000:]
     run_dir = killed.parents[1]

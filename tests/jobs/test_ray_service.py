@@ -4,7 +4,6 @@ launcher loss. Every test starts its processes with a timeout and the cluster is
 import csv
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -57,48 +56,6 @@ def _listeners_are_loopback(cluster) -> None:
             assert local.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:")), line
 
 
-@pytest.mark.timeout(600)
-def test_asha_search_runs_stops_early_and_logs_each_trial(ray_cluster, debug_data, tmp_path):
-    cmd = _search_cmd(
-        ray_cluster, tmp_path, f"config.data.path={debug_data}", "config.log.wandb=offline",
-        "config.log.progress=true",  # as the demo: one progress line per trial, drawn by the driver
-    )  # fmt: skip
-    out = subprocess.run(cmd, cwd=REPO, env=ray_cluster.env, capture_output=True, text=True, timeout=500)
-    assert out.returncode == 0, out.stderr[-3000:]
-    _listeners_are_loopback(ray_cluster)
-    search = tmp_path / "debug-asha"
-    rows = _rows(search)
-    assert len(rows) == 4
-    statuses = [r["status"] for r in rows]
-    assert "stopped early" in statuses, statuses
-    assert "finished" in statuses, statuses
-    for row in rows:  # one offline W&B run per trial, written by rank 0 into its run folder
-        assert list((search / "runs" / row["trial_id"] / "wandb").glob("offline-run-*")), row["trial_id"]
-    assert (search / "results.md").exists() and (search / "results.png").exists()
-    assert "best:" in out.stdout
-    # a readable console: trials draw progress lines, they do not print a line per report
-    assert not re.search(r"step \d+: loss=", out.stdout + out.stderr), out.stdout[-2000:]
-    assert "Reporting training result" not in out.stdout + out.stderr, out.stdout[-2000:]
-
-
-@pytest.mark.timeout(600)
-def test_search_submitted_with_ray_job_submit(ray_cluster, debug_data, tmp_path):
-    ray = str(Path(sys.executable).parent / "ray")
-    submit = [ray, "job", "submit", "--address", ray_cluster.dashboard_url, "--working-dir", str(REPO), "--"]
-    cmd = submit + _search_args(
-        tmp_path,
-        f"config.data.path={debug_data}",
-        "budget.num_samples=2",
-        "scheduler.name=fifo",
-        "budget.max_steps=4",
-    )
-    out = subprocess.run(cmd, cwd=tmp_path, env=ray_cluster.env, capture_output=True, text=True, timeout=500)
-    assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-2000:])
-    assert "succeeded" in out.stdout.lower()
-    rows = _rows(tmp_path / "debug-asha")
-    assert [r["status"] for r in rows] == ["finished", "finished"]
-
-
 def _worker_pids(cluster) -> list[int]:
     """The Ray Train workers of this test's cluster (its own processes, by pid), never another's."""
     pids = []
@@ -122,30 +79,25 @@ def _wait_for(predicate, timeout: float, what: str):
 
 
 @pytest.mark.timeout(600)
-def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, debug_data, tmp_path):
-    every = 10
+def test_a_submitted_job_survives_a_killed_worker_and_resumes_from_its_last_checkpoint(
+    ray_cluster, debug_data, tmp_path
+):
+    """`ray job submit -- python -m jobs.train ...` as jobs/README.md shows it; SIGKILL the Ray Train worker
+    mid-run: Ray Train restarts it, the faice loop resumes from the newest checkpoint (at most one
+    checkpoint interval of steps is lost, none is run twice), and the job still succeeds."""
+    every, steps = 10, 50
+    ray = str(Path(sys.executable).parent / "ray")
     cmd = [
-        sys.executable,
-        "-m",
-        "jobs.train",
-        "--config",
-        "debug.yaml",
-        "--address",
-        ray_cluster.address,
-        "--storage",
-        str(tmp_path),
-        "--max-failures",
-        "2",
-        f"data.path={debug_data}",
-        "train.max_steps=120",
-        f"train.checkpoint_every={every}",
-        "train.log_every=1",
-        "train.keep_checkpoints=3",
-    ]
+        ray, "job", "submit", "--address", ray_cluster.dashboard_url, "--working-dir", str(REPO), "--",
+        sys.executable, "-m", "jobs.train", "--config", "debug.yaml", "--storage", str(tmp_path),
+        "--max-failures", "2", f"data.path={debug_data}", f"train.max_steps={steps}",
+        f"train.checkpoint_every={every}", "train.log_every=1", "train.keep_checkpoints=3", "log.wandb=offline",
+    ]  # fmt: skip
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        cmd, cwd=tmp_path, env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    metrics = tmp_path / "runs" / "debug" / "metrics.jsonl"
+    run_dir = tmp_path / "runs" / "debug"
+    metrics = run_dir / "metrics.jsonl"
     try:
         _wait_for(
             lambda: any(m.get("step", 0) >= 25 and "loss" in m for m in _metrics(metrics)), 300, "step 25"
@@ -159,17 +111,20 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_cluster, debug_data, tmp
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, out.decode()[-3000:]
+    out = out.decode()
+    assert proc.returncode == 0 and "succeeded" in out.lower(), out[-3000:]
+    _listeners_are_loopback(ray_cluster)  # the head, its dashboard and the job's processes
     rows = _metrics(metrics)
     resumed = [m["resumed_from"] for m in rows if "resumed_from" in m]
-    assert resumed, "the trial did not resume from a checkpoint"
+    assert resumed, "the run did not resume from a checkpoint"
     assert reached - resumed[0] <= every, (reached, resumed)
     assert resumed[0] >= every
     losses = [m["step"] for m in rows if "loss" in m]
-    assert losses[-1] == 120 and losses == sorted(set(losses)), (
+    assert losses[-1] == steps and losses == sorted(set(losses)), (
         "steps after the resume point were not re-run once"
     )
-    assert (tmp_path / "runs" / "debug" / "summary.json").exists()
+    assert (run_dir / "summary.json").exists()
+    assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run in the run folder"
 
 
 @pytest.mark.timeout(900)
@@ -177,10 +132,10 @@ def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, 
     args = [
         f"config.data.path={debug_data}",
         "scheduler.name=fifo",
-        "budget.num_samples=3",
-        "budget.max_steps=40",
+        "budget.num_samples=2",
+        "budget.max_steps=30",
         "trial.cpus_per_worker=2",
-        "config.train.checkpoint_every=10",
+        "config.train.checkpoint_every=5",
     ]
     cmd = _search_cmd(ray_cluster, tmp_path, *args)
     search = tmp_path / "debug-asha"
@@ -199,6 +154,7 @@ def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, 
         time.sleep(12)  # let Tune persist its experiment state after the trial ended
         finished_mtime = first.stat().st_mtime
         os.killpg(proc.pid, signal.SIGKILL)
+        unfinished = 2 - len(list(search.glob("runs/*/summary.json")))
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
@@ -218,7 +174,8 @@ def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, 
     # (Ray removes an ended job's own groups a moment after it ends: wait for that, not forever)
     _wait_for(lambda: not _orphan_groups(ray_cluster), 60, "no placement group of an ended job left")
     rows = _rows(search)
-    assert len(rows) == 3 and all(r["status"] == "finished" for r in rows), rows
+    assert len(rows) == 2 and all(r["status"] == "finished" for r in rows), rows
+    assert unfinished == 1, "the launcher was killed after both trials had finished: nothing to resume"
     assert first.stat().st_mtime == finished_mtime, "a finished trial was run again"
     assert not any("resumed_from" in m for m in _metrics(first.parent / "metrics.jsonl"))
 
