@@ -65,8 +65,11 @@ def _actor_nodes(address: str, class_name: str) -> list[str]:
 
     ray.init(address=address)
     try:
-        actors = list_actors(
-            filters=[("class_name", "=", class_name)], limit=1000, raise_on_missing_output=False
+        actors = list_actors(  # this cluster's: another test's cluster may run on this machine too
+            address=address,
+            filters=[("class_name", "=", class_name)],
+            limit=1000,
+            raise_on_missing_output=False,
         )
         return [a.node_id for a in actors]
     finally:

@@ -48,15 +48,15 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
     space = yaml.safe_load((REPO / "tests" / "tune" / "debug-eval.yaml").read_text())
     del space["overrides"]["eval.num_inference_steps"]
     space["space"] = {"eval.num_inference_steps": {"grid": [3, 1]}}  # in this order, one trial at a time
-    # 96 steps, a checkpoint every 8, rungs at 8, 16, 32, 64: the first trial's early evaluations come back
-    # while it still trains (an evaluation worker's first task imports torch and diffusers)
+    # 64 steps, a checkpoint every 8, rungs at 8, 16, 32: the first trial's early evaluations come back
+    # while it still trains (the pool's workers import torch and diffusers while the first trial starts)
     space["overrides"]["train.checkpoint_every"] = 8
     space["scheduler"]["grace_period"] = 8
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
     cmd = _search(
         lab, tmp_path, debug_data, "evaluation.keep=all", "config.log.wandb=offline",
         "config.log.progress=true",  # as the demo: one progress line per trial, drawn by the driver
-        "searcher.max_concurrent=1", "budget.num_samples=1", "budget.max_steps=96",
+        "searcher.max_concurrent=1", "budget.num_samples=1", "budget.max_steps=64",
     )  # fmt: skip
     cmd[cmd.index("tests/tune/debug-eval.yaml")] = str(tmp_path / "space.yaml")
     search = tmp_path / "debug-eval"
@@ -76,9 +76,9 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
         steps = sorted(e["step"] for e in evals)
         last = int(latest_checkpoint(run_dir).name.removeprefix("step-"))
         if row["status"] == "finished":
-            assert steps == list(range(8, 97, 8)), (row["trial_id"], steps)
+            assert steps == list(range(8, 65, 8)), (row["trial_id"], steps)
         else:  # stopped by ASHA: every checkpoint it wrote, its last one included
-            assert steps == list(range(8, last + 1, 8)) and last < 96, (row["trial_id"], steps, last)
+            assert steps == list(range(8, last + 1, 8)) and last < 64, (row["trial_id"], steps, last)
         assert float(row[f"last_{METRIC}"]) > 0
         for e in evals:  # only the evaluation node ran evaluations, never the training node
             assert e["where"] == "pool" and e["resources"].get("eval_slot") == 1, e
@@ -99,7 +99,7 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
     good_loss, bad_loss = (losses[by_steps[n]["trial_id"]] for n in (3, 1))
     # the stopping result: the bad trial's last, at a rung with that rung's own evaluation
     stop = bad[-1]
-    assert stop["eval_step"] in (8, 16, 32, 64), stop
+    assert stop["eval_step"] in (8, 16, 32), stop
     at_rung = next(r for r in good if r["eval_step"] == stop["eval_step"])
     assert stop[METRIC] > at_rung[METRIC]  # stopped on the pool's metric ...
     assert bad_loss[stop["step"]] == pytest.approx(good_loss[stop["step"]], rel=1e-4)  # ... not on loss

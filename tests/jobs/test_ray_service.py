@@ -139,10 +139,11 @@ def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, 
     ]
     cmd = _search_cmd(ray_cluster, tmp_path, *args)
     search = tmp_path / "debug-asha"
+    env = {**ray_cluster.env, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # Tune saves its state every second
     proc = subprocess.Popen(
         cmd,
         cwd=REPO,
-        env=ray_cluster.env,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -151,7 +152,7 @@ def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, 
         first = _wait_for(
             lambda: next(iter(search.glob("runs/*/summary.json")), None), 400, "a finished trial"
         )
-        time.sleep(12)  # let Tune persist its experiment state after the trial ended
+        time.sleep(3)  # let Tune persist its experiment state after the trial ended
         finished_mtime = first.stat().st_mtime
         os.killpg(proc.pid, signal.SIGKILL)
         unfinished = 2 - len(list(search.glob("runs/*/summary.json")))
@@ -172,7 +173,7 @@ def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, 
     # Ray may leave the killed trial's worker placement group behind; the launcher removes it
     print([line for line in resume.stdout.splitlines() if "removed placement group" in line])
     # (Ray removes an ended job's own groups a moment after it ends: wait for that, not forever)
-    _wait_for(lambda: not _orphan_groups(ray_cluster), 60, "no placement group of an ended job left")
+    _wait_for_no_orphan_groups(ray_cluster, 60)
     rows = _rows(search)
     assert len(rows) == 2 and all(r["status"] == "finished" for r in rows), rows
     assert unfinished == 1, "the launcher was killed after both trials had finished: nothing to resume"
@@ -180,21 +181,25 @@ def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, 
     assert not any("resumed_from" in m for m in _metrics(first.parent / "metrics.jsonl"))
 
 
-def _orphan_groups(cluster) -> list[str]:
-    """Placement groups not removed whose creating job has ended (state API over the dashboard)."""
-    code = (
-        "import json, ray\n"
-        "from ray.util.state import list_jobs, list_placement_groups\n"
-        f"ray.init(address={cluster.address!r}, logging_level='ERROR', log_to_driver=False)\n"
-        "ended = {j.job_id for j in list_jobs() if j.status in ('SUCCEEDED', 'FAILED', 'STOPPED')}\n"
-        "groups = list_placement_groups(filters=[('state', '!=', 'REMOVED')], detail=True)\n"
-        "print(json.dumps([g.placement_group_id for g in groups if g.creator_job_id in ended]))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=cluster.env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _wait_for_no_orphan_groups(cluster, timeout: float) -> None:
+    """Wait until no placement group that is not removed belongs to an ended job (Ray's state API)."""
+    import ray
+    from ray.util.state import list_jobs, list_placement_groups
+
+    def orphans() -> list[str]:
+        # (the cluster's address, always: another test's cluster may run on this machine too)
+        jobs = list_jobs(address=cluster.address)
+        ended = {j.job_id for j in jobs if j.status in ("SUCCEEDED", "FAILED", "STOPPED")}
+        groups = list_placement_groups(
+            address=cluster.address, filters=[("state", "!=", "REMOVED")], detail=True
+        )
+        return [g.placement_group_id for g in groups if g.creator_job_id in ended]
+
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    try:
+        _wait_for(lambda: not orphans(), timeout, "no placement group of an ended job left")
+    finally:
+        ray.shutdown()
 
 
 @pytest.mark.timeout(600)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -112,20 +111,25 @@ def test_inception_extractor_on_a_few_faces(faces):
     np.testing.assert_allclose(again, feats[:3], rtol=1e-4, atol=1e-5)
 
 
-def _run(*args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "faice", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
+def _run(capsys, *args):
+    """`faice ARGS` in this process: (exit code, stdout, stderr)."""
+    from faice.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
 @pytest.mark.timeout(300)
-def test_cli_evaluate_images_dumps_features_that_reproduce_the_fid(faces, tmp_path):
+def test_cli_evaluate_images_dumps_features_that_reproduce_the_fid(faces, tmp_path, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i, im in enumerate(read_images(faces, "test")):
         Image.fromarray(im).save(folder / f"{i:03d}.png")
     dump = tmp_path / "feats.npz"
     out = _run(
+        capsys,
         "evaluate",
         "--images",
         str(folder),
@@ -149,5 +153,5 @@ def test_cli_evaluate_images_dumps_features_that_reproduce_the_fid(faces, tmp_pa
     fid = frechet_distance(*feature_stats(z["real"]), *feature_stats(z["fake"]))
     # (the D x D route adds sqrt(round-off) of its ~400 zero eigenvalues; the Gram route has none)
     assert fid == pytest.approx(row["fid[faice-tiny]"], rel=1e-5)
-    bad = _run("evaluate", "--images", str(folder))
+    bad = _run(capsys, "evaluate", "--images", str(folder))
     assert bad.returncode == 2 and "--reference" in bad.stderr and "Traceback" not in bad.stderr
