@@ -28,16 +28,17 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 # start inherits this.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
-# The tests run in pytest-xdist workers (`-n auto`, pyproject). Tests on one shared Ray cluster run in one
-# worker, in order (an xdist group per cluster fixture); the rest spread over the workers, each of which
-# keeps to its share of the cores.
-CLUSTER_GROUPS = {"ray_cluster": "ray", "lab": "lab"}
+# The tests run in pytest-xdist workers (`-n auto`, pyproject). Tests sharing an expensive fixture (a Ray
+# cluster, the demo search) run in one worker, in order (an xdist group per fixture), so it is built once;
+# the rest spread over the workers, each of which keeps to its share of the cores.
+SHARED_FIXTURE_GROUPS = {"ray_cluster": "ray", "lab": "lab", "demo": "demo"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        groups = {CLUSTER_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in CLUSTER_GROUPS}
-        assert len(groups) <= 1, f"{item.nodeid} uses two test clusters"
+        fixtures = getattr(item, "fixturenames", ())
+        groups = {SHARED_FIXTURE_GROUPS[f] for f in fixtures if f in SHARED_FIXTURE_GROUPS}
+        assert len(groups) <= 1, f"{item.nodeid} uses two shared fixtures of different groups: {groups}"
         if groups:
             item.add_marker(pytest.mark.xdist_group(groups.pop()))
 
