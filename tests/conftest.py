@@ -29,18 +29,22 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 # The tests run in pytest-xdist workers (`-n auto`, pyproject). Tests sharing an expensive fixture (a Ray
-# cluster, the demo search) run in one worker, in order (an xdist group per fixture), so it is built once;
-# the rest spread over the workers, each of which keeps to its share of the cores.
+# cluster, the demo search) carry an xdist_group mark of that fixture, so they run in one worker, in order,
+# and it is built once; a test that uses such a fixture without the mark fails at collection. The rest
+# spread over the workers, each of which keeps to its share of the cores.
 SHARED_FIXTURE_GROUPS = {"ray_cluster": "ray", "lab": "lab", "demo": "demo"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        groups = {SHARED_FIXTURE_GROUPS[f] for f in fixtures if f in SHARED_FIXTURE_GROUPS}
-        assert len(groups) <= 1, f"{item.nodeid} uses two shared fixtures of different groups: {groups}"
-        if groups:
-            item.add_marker(pytest.mark.xdist_group(groups.pop()))
+        marks = {m.args[0] for m in item.iter_markers("xdist_group")}
+        need = {
+            SHARED_FIXTURE_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_FIXTURE_GROUPS
+        }
+        if need and marks != need:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the shared fixtures of {need} but is marked {marks or 'none'}"
+            )
 
 
 def pytest_configure(config):

@@ -14,7 +14,7 @@ import pytest
 from faice.results import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("lab")]  # one worker: its shared fixture
 CHECKPOINT_EVERY = 8
 
 

@@ -20,7 +20,7 @@ from faice.results import read_jsonl
 from faice.train.checkpoint import latest_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("lab")]  # one worker: its shared fixture
 METRIC = "fid[faice-tiny]"
 
 
