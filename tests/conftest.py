@@ -28,23 +28,10 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 # start inherits this.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
-# The tests run in pytest-xdist workers (`-n auto`, pyproject). Tests sharing an expensive fixture (a Ray
-# cluster, the demo search) carry an xdist_group mark of that fixture, so they run in one worker, in order,
-# and it is built once; a test that uses such a fixture without the mark fails at collection. The rest
-# spread over the workers, each of which keeps to its share of the cores.
-SHARED_FIXTURE_GROUPS = {"ray_cluster": "ray", "lab": "lab", "demo": "demo"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        marks = {m.args[0] for m in item.iter_markers("xdist_group")}
-        need = {
-            SHARED_FIXTURE_GROUPS[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_FIXTURE_GROUPS
-        }
-        if need and marks != need:
-            raise pytest.UsageError(
-                f"{item.nodeid} uses the shared fixtures of {need} but is marked {marks or 'none'}"
-            )
+# The tests run in pytest-xdist workers (`-n auto --dist loadfile`, pyproject): each test file runs in one
+# worker, in order, so a file's tests share its session fixtures (a Ray cluster, the demo search), built
+# once per worker that needs them; each worker keeps to its share of the cores. (`--dist loadgroup` with
+# xdist_group marks would be finer, but pytest-xdist 3.8 under pytest 9 does not group by them.)
 
 
 def pytest_configure(config):

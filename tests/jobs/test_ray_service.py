@@ -15,7 +15,7 @@ import pytest
 from faice.results import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # one worker: its shared fixture
+pytestmark = [pytest.mark.slow]
 
 
 def _search_args(storage, *extra) -> list[str]:

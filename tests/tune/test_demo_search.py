@@ -13,7 +13,7 @@ from faice.cli import main as faice
 from tests.browser import CHROMIUM, open_page
 from tests.tune.tiny_search import run_tiny_in_process
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]  # one worker: its shared fixture
+pytestmark = [pytest.mark.slow]
 
 SWEEP = "ddpm:5,20;ddim:5;pndm:5;dpm-solver++:5"
 PAGE = """(() => {
