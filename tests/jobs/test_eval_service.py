@@ -122,7 +122,7 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
 @pytest.mark.timeout(600)
 def test_killed_eval_worker_is_retried_and_no_metric_is_missing(lab, debug_data, tmp_path):
     """SIGKILL the worker process in the middle of an evaluation: the dispatcher runs it again."""
-    slow = ["config.eval.num_samples=48", "config.eval.num_inference_steps=250", "config.train.max_steps=4"]
+    slow = ["config.eval.num_samples=64", "config.eval.num_inference_steps=400", "config.train.max_steps=4"]
     cmd = _search(
         lab, tmp_path, debug_data, "budget.max_steps=null", "budget.num_samples=1",
         "scheduler.name=fifo", "evaluation.keep=all", "config.log.wandb=disabled", *slow,
@@ -134,7 +134,7 @@ def test_killed_eval_worker_is_retried_and_no_metric_is_missing(lab, debug_data,
         deadline = time.time() + 300
         while killed is None and time.time() < deadline and proc.poll() is None:
             for marker in (tmp_path / "debug-eval" / "runs").glob("*/eval/step-*.attempt-1.pid"):
-                time.sleep(0.2)  # inside the sampling loop (the model is loaded first)
+                time.sleep(0.5)  # well inside the sampling loop
                 try:
                     os.kill(int(marker.read_text()), signal.SIGKILL)
                 except (ValueError, OSError):  # the evaluation ended meanwhile
