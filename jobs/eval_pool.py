@@ -1,6 +1,8 @@
 """The evaluation pool: checkpoint evaluations (FID/IS/KID) as Ray tasks on nodes reserved for them.
 
-Training never waits: a trial's rank 0 marks each new checkpoint `.eval-pending` (so pruning keeps it)
+Training does not wait for evaluations, except at ASHA's rungs when ASHA runs on an evaluation metric
+(`evaluation.rung_wait_s`: ASHA must see a rung's score before the trial trains on). A trial's rank 0
+marks each new checkpoint `.eval-pending` (so pruning keeps it)
 and hands it to the search's `EvalDispatcher`, a named actor owned by the search launcher - it outlives
 trials that ASHA stops. The dispatcher
 

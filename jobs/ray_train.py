@@ -174,6 +174,8 @@ def worker_loop(loop_config: dict) -> None:
         on_checkpoint=on_checkpoint,
         inline_eval=not pool_name,
         poll_evals=poll_evals if pool is not None else None,
+        await_eval_steps=frozenset(loop_config.get("rungs") or ()),
+        await_eval_timeout_s=loop_config.get("rung_wait_s", 600.0),
         progress_bar=lambda total, initial: TrialProgress(trial_id, total, initial),
     )
     train(cfg, run_dir=run_dir, resume=resume, hooks=hooks)
@@ -188,6 +190,8 @@ def make_trainer(
     callbacks: list | None = None,
     trial_id: str | None = None,
     eval_pool: str | None = None,
+    rungs: list[int] | None = None,
+    rung_wait_s: float = 600.0,
 ) -> TorchTrainer:
     """A TorchTrainer for `cfg`; `run_name` must be stable (no timestamps) so a restarted run finds its state."""
     return TorchTrainer(
@@ -197,6 +201,8 @@ def make_trainer(
             "run_dir": str(run_dir),
             "trial_id": trial_id,
             "eval_pool": eval_pool,
+            "rungs": list(rungs or ()),  # with the pool: wait for these steps' scores (ASHA's rungs)
+            "rung_wait_s": rung_wait_s,
         },
         scaling_config=scaling_config(resources),
         run_config=RunConfig(
@@ -210,7 +216,14 @@ def make_trainer(
 
 
 def run_trial(
-    params: dict, *, spec, base_tree: dict, search_dir: str, fixed: list[str], eval_pool: str | None = None
+    params: dict,
+    *,
+    spec,
+    base_tree: dict,
+    search_dir: str,
+    fixed: list[str],
+    eval_pool: str | None = None,
+    rungs: list[int] | None = None,
 ) -> None:
     """A Ray Tune function trainable: this trial's faice config as one Ray Train run.
 
@@ -231,5 +244,7 @@ def run_trial(
         callbacks=[TuneReportCallback()],
         trial_id=trial_id,
         eval_pool=eval_pool,
+        rungs=rungs,
+        rung_wait_s=spec.evaluation.rung_wait_s,
     )
     trainer.fit()

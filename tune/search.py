@@ -146,6 +146,7 @@ def _trainable(spec, search_dir: Path, base_tree: dict, fixed: list[str], eval_p
         search_dir=str(search_dir),
         fixed=fixed,
         eval_pool=eval_pool,
+        rungs=protected_steps(spec) if eval_pool and spec.evaluation.rung_wait_s > 0 else [],
     )
     return tune.with_resources(trainable, TRIAL_ACTOR_RESOURCES)
 

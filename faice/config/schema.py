@@ -217,7 +217,7 @@ class EvalConfig:
     kid_subset_size: int = opt(1000, "KID subset size (capped at the number of samples).")
     where: Literal["pool", "inline"] = opt(
         "pool",
-        "Under a Ray search: pool = evaluation workers (training never waits), inline = in the training "
+        "Under a Ray search: pool = evaluation workers (training does not wait), inline = in the training "
         "process at each checkpoint. Local `faice train` always evaluates inline.",
     )
 

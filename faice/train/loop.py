@@ -45,6 +45,11 @@ class Hooks:
     # evaluation pool) whose finished results `poll_evals` returns as eval.jsonl lines.
     inline_eval: bool = True
     poll_evals: Callable[[], list[dict]] | None = None
+    # Steps (ASHA's rungs on an evaluation metric) at whose first checkpoint the loop waits for the pool's
+    # score before training on, so the scheduler decides on the rung's score rather than after the trial
+    # has ended; and the longest wait per rung in seconds (a failed evaluation ends the wait too).
+    await_eval_steps: frozenset = frozenset()
+    await_eval_timeout_s: float = 600.0
     # The progress bar of the main process, (total, initial) -> an object with update(n), set_postfix(**kw)
     # and close(); None = tqdm on this console. Ray trials draw theirs on the search's console.
     progress_bar: Callable[[int, int], Any] | None = None
@@ -196,6 +201,31 @@ def _loop(
             latest_eval.update(deliver_evals([row], p.step, reporter))
         blocked[0] += time.perf_counter() - t
 
+    def poll_pool() -> set[int]:
+        """Log and queue the pool's new evaluations; returns the checkpoint steps they scored."""
+        t = time.perf_counter()
+        arrived = hooks.poll_evals()
+        deliver_evals(arrived, p.step, reporter)
+        unreported.extend(sorted((r for r in arrived if eval_metrics(r)), key=lambda r: r["step"]))
+        blocked[0] += time.perf_counter() - t
+        return {r["step"] for r in arrived}
+
+    def await_rung(step: int) -> None:
+        """Wait (bounded) for the pool's evaluation of the checkpoint at `step`, then report it at once."""
+        deadline = time.perf_counter() + hooks.await_eval_timeout_s
+        while step not in scored and time.perf_counter() < deadline:
+            scored.update(poll_pool())
+            if step not in scored:
+                time.sleep(0.2)
+                blocked[0] += 0.2
+        while unreported and hooks.on_metrics:  # ASHA hears the rung's score before training goes on
+            latest_eval.clear()
+            latest_eval.update(eval_report(unreported.popleft()))
+            hooks.on_metrics(p.step, {**p.metrics, **latest_eval})
+
+    scored: set[int] = set()  # checkpoint steps the pool has answered (a score or an error)
+    rungs = sorted(r for r in hooks.await_eval_steps if r > p.step)  # those passed before a resume are done
+
     def save_and_report(finish: bool) -> Path:
         """Checkpoint, evaluate it inline if asked, write the final outputs if `finish`, then tell the
         orchestrator (outputs first: it may end the run once it hears of the last step)."""
@@ -234,11 +264,7 @@ def _loop(
             }
             window.clear()
             if hooks.poll_evals is not None:
-                t = time.perf_counter()
-                arrived = hooks.poll_evals()
-                deliver_evals(arrived, p.step, reporter)
-                unreported.extend(sorted((r for r in arrived if eval_metrics(r)), key=lambda r: r["step"]))
-                blocked[0] += time.perf_counter() - t
+                scored.update(poll_pool())
             if unreported:  # one evaluation per report, oldest first: every rung sees its own step's
                 latest_eval.clear()
                 latest_eval.update(eval_report(unreported.popleft()))
@@ -252,6 +278,9 @@ def _loop(
             write_sample_grid(cfg, state, run_dir, reporter)
         if tc.checkpoint_every and p.step % tc.checkpoint_every == 0 and p.step < tc.max_steps:
             ckpt = save_and_report(finish=False)
+            if hooks.poll_evals is not None and rungs and rungs[0] <= p.step:
+                rungs = [r for r in rungs if r > p.step]
+                await_rung(p.step)
     bar.close()
     if ckpt is None or ckpt.name != f"step-{p.step:07d}":
         ckpt = save_and_report(finish=p.step >= tc.max_steps)

@@ -53,8 +53,8 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
     space = yaml.safe_load((REPO / "tests" / "tune" / "debug-eval.yaml").read_text())
     del space["overrides"]["eval.num_inference_steps"]
     space["space"] = {"eval.num_inference_steps": {"grid": [3, 1]}}  # in this order, one trial at a time
-    # 64 steps, a checkpoint every 8, rungs at 8, 16, 32: the first trial's early evaluations come back
-    # while it still trains (the pool's workers import torch and diffusers while the first trial starts)
+    # 64 steps, a checkpoint every 8, rungs at 8, 16, 32: each trial waits at a rung for its score
+    # (evaluation.rung_wait_s), so ASHA decides there however fast the trials train
     space["overrides"]["train.checkpoint_every"] = 8
     space["scheduler"]["grace_period"] = 8
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
@@ -255,7 +255,7 @@ def test_losing_a_training_node_and_the_evaluation_node_loses_one_interval_and_n
     lost machine restarts on the other one once it is free and loses at most one checkpoint interval;
     training goes on without the evaluation machine while its checkpoints wait; when it comes back every
     checkpoint is scored: no metric is lost."""
-    max_steps = 48
+    max_steps = 96  # long enough that both trials train at once, however staggered their starts
     proc = _lab_search(
         lab, tmp_path, debug_data, f"budget.max_steps={max_steps}",
         f"config.train.checkpoint_every={CHECKPOINT_EVERY}", "config.train.log_every=1",

@@ -105,3 +105,41 @@ def test_metrics_lines_after_the_checkpoint_are_dropped_on_resume(debug_cfg, tmp
     train(cfg, run_dir=run, resume=True)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == list(range(1, 9))  # 5 and 6 once, not twice
+
+
+@pytest.mark.timeout(300)
+def test_a_rung_checkpoint_waits_for_its_pool_score_before_training_on(debug_cfg, tmp_path):
+    """ASHA on a pool metric: at the first checkpoint at or past each rung (steps 3 -> checkpoint 4, and 6)
+    the loop waits for that checkpoint's score and reports it before its next step; other checkpoints
+    (2, 8) never wait. The pool here is a plain function that scores a checkpoint on its third poll."""
+    cfg = debug_cfg("train.max_steps=8", "train.checkpoint_every=2", "eval.num_samples=4")
+    events: list[tuple] = []
+    submitted: dict[int, int] = {}  # checkpoint step -> polls since it was saved
+
+    def on_checkpoint(path, step, metrics):
+        submitted[step] = 0
+        events.append(("checkpoint", step))
+
+    def poll_evals():
+        rows = []
+        for step in list(submitted):
+            submitted[step] += 1
+            if submitted[step] == 3:
+                rows.append({"step": step, "fid[faice-tiny]": 100.0 - step})
+                del submitted[step]
+        return rows
+
+    hooks = Hooks(
+        on_checkpoint=on_checkpoint,
+        on_metrics=lambda step, m: events.append(("report", step, m.get("eval_step"))),
+        inline_eval=False,
+        poll_evals=poll_evals,
+        await_eval_steps=frozenset({3, 6}),
+        await_eval_timeout_s=60,
+    )
+    result = train(cfg, run_dir=tmp_path / "run", hooks=hooks)
+    assert result.step == 8
+    # the rungs' scores are reported at the very step of their checkpoint: no training step in between
+    assert ("report", 4, 4) in events and ("report", 6, 6) in events, events
+    assert not any(e[0] == "report" and e[2] == 2 and e[1] < 4 for e in events), events  # 2 is no rung
+    assert result.eval_blocked_s > 0

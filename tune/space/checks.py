@@ -38,6 +38,7 @@ def _check_numbers(spec: SearchSpec) -> None:
         ("scheduler.grace_period", s.grace_period, ">=", 1),
         ("scheduler.reduction_factor", s.reduction_factor, ">", 1),
         ("searcher.max_concurrent", spec.searcher.max_concurrent, ">=", 0),
+        ("evaluation.rung_wait_s", spec.evaluation.rung_wait_s, ">=", 0),
         ("trial.num_workers", t.num_workers, ">=", 1),
         ("trial.cpus_per_worker", t.cpus_per_worker, ">=", 0),
         ("trial.gpus_per_worker", t.gpus_per_worker, ">=", 0),

@@ -59,6 +59,12 @@ class EvalPool:
         "latest",
         "When evals fall behind: latest = only a trial's newest pending checkpoint waits; all = every one.",
     )
+    rung_wait_s: float = opt(
+        600.0,
+        "ASHA on an evaluation metric: seconds a trial waits at each rung's checkpoint for its score, so "
+        "ASHA decides before the trial trains on (0 = never wait: a fast trial may end before its rungs "
+        "are scored, and ASHA then cannot stop it).",
+    )
     fallback_cpus: float = opt(
         0.0,
         "With no `resource` in the cluster: >0 runs evals on this many CPUs of training nodes, 0 refuses.",
