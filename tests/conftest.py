@@ -65,9 +65,10 @@ def debug_cfg(debug_data, tmp_path):
     return make
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """A real Ray head on 127.0.0.1 (2 CPUs, dashboard for `ray job submit`), stopped by its pids."""
+    """A real Ray head on 127.0.0.1 (2 CPUs, dashboard for `ray job submit`), stopped by its pids when the
+    module using it ends (an idle cluster still costs CPU: two would slow the next module's tests)."""
     import tempfile
 
     from jobs.local_ray import apply_local_env, start_local_cluster, wait_for_job_agent
@@ -117,12 +118,13 @@ def advertised(tmp_path, pool: str) -> dict:
     return info["resources"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A lab cluster on one machine, shared by the pool and lab-fault tests: a head (1 CPU, the trials'
     actors and Ray Train controllers), two training nodes (1 CPU + train_slot each) and an evaluation node
     (1 CPU + eval_slot), on 127.0.0.1, each advertising what cluster/start-node.sh would on such a host.
-    Tests that take a machine away give it back (lab.train[i], lab.eval are the current nodes)."""
+    Tests that take a machine away give it back (lab.train[i], lab.eval are the current nodes). Shut down
+    when the module using it ends."""
     from types import SimpleNamespace
 
     from jobs.local_ray import apply_local_env, free_port

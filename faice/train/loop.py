@@ -23,6 +23,7 @@ from faice.config import Config, dump_yaml, save_config, to_dict
 from faice.data.ensure import ensure_dataset
 from faice.errors import ConfigError
 from faice.tasks import task_of
+from faice.train import speed
 from faice.train.checkpoint import TrainProgress, latest_checkpoint, resolve_checkpoint, save_checkpoint
 from faice.train.reporting import default_reporter, redact
 from faice.train.state import TrainState, build_state, load_into, train_step
@@ -125,6 +126,7 @@ def train(
     run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
     # accelerate keeps one process-wide state; a second run in this process may use another precision
     AcceleratorState._reset_state(reset_partial_state=True)
+    speed.check_device_precision(cfg.train.mixed_precision)
     GradientState._reset_state()
     accelerator = Accelerator(
         mixed_precision=cfg.train.mixed_precision,

@@ -14,6 +14,7 @@ from faice.config import Config
 from faice.data.augment import Augment
 from faice.data.loader import ShardLoader
 from faice.tasks import Task, task_of
+from faice.train import speed
 from faice.train.checkpoint import TrainProgress, load_state, load_tensors, load_weights
 from faice.train.ema import EMA
 
@@ -47,15 +48,18 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
     from diffusers.optimization import get_scheduler
 
     task = task_of(cfg)
-    torch.manual_seed(cfg.train.seed)
-    model = task.build_model(cfg)
-    ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     tc = cfg.train
+    speed.check_compile(tc.compile, accelerator.device)  # before any work: a clear error, not a late crash
+    speed.set_tf32(tc.allow_tf32)
+    torch.manual_seed(tc.seed)
+    model = task.build_model(cfg).to(memory_format=speed.memory_format(tc.channels_last))
+    ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
         lr=tc.lr,
         betas=tuple(tc.adam_betas),
         weight_decay=tc.weight_decay,
+        **speed.adamw_kwargs(tc.fused_optimizer),
     )
     lr_scheduler = get_scheduler(
         LR_SCHEDULES[tc.lr_schedule],
@@ -64,6 +68,7 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
         num_training_steps=tc.max_steps,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
+    speed.compile_in_place(accelerator.unwrap_model(model), tc.compile, accelerator.device)
     if ema is not None:
         ema.model.to(accelerator.device)
     loader = (
@@ -135,7 +140,7 @@ def train_step(state: TrainState, batches: Iterator[dict]) -> float:
     total = 0.0
     for micro in range(tc.grad_accum):
         batch = next(batches)
-        x0 = batch["image"].to(acc.device, non_blocking=True)
+        x0 = speed.to_memory_format(batch["image"].to(acc.device, non_blocking=True), tc.channels_last)
         labels = state.task.batch_labels(batch, state.label_columns, acc.device)
         seed = step_seed(tc.seed, acc.process_index, p.step, micro)
         state.generator.manual_seed(seed)

@@ -27,9 +27,13 @@ def test_every_profile_applies_to_every_space():
 def test_two_profiles_change_only_what_differs_between_machines():
     small, large = load_space(SPACE, profile="gpu-24gb"), load_space(SPACE, profile="gpu-80gb")
     a, b = flatten(to_dict(small.config_for({}))), flatten(to_dict(large.config_for({})))
-    assert {k for k in a if a[k] != b[k]} == {
-        "train.batch_size", "train.grad_accum", "train.mixed_precision", "eval.batch_size"
-    }  # fmt: skip
+    assert {k for k in a if a[k] != b[k]} == {"train.batch_size", "train.grad_accum", "eval.batch_size"}
+    # both cards are Ampere or newer: bf16, and the GPU speed switches on
+    for key, value in {
+        "train.mixed_precision": "bf16", "train.channels_last": True, "train.fused_optimizer": True,
+        "train.allow_tf32": True, "train.compile": "default",
+    }.items():  # fmt: skip
+        assert a[key] == b[key] == value, key
     # the same effective batch on both clusters
     assert (
         a["train.batch_size"] * a["train.grad_accum"] == b["train.batch_size"] * b["train.grad_accum"] == 64
