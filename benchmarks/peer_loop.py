@@ -198,7 +198,10 @@ def _top(prof, n: int = 12) -> list[list]:
     total = sum(e.self_cpu_time_total for e in events) or 1
     steps = max(1, sum(1 for e in events if e.key.startswith("ProfilerStep")) or 1)
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:n]
-    return [[e.key, round(e.self_cpu_time_total / 1000 / steps, 2), round(e.self_cpu_time_total / total, 3)] for e in top]
+    return [
+        [e.key, round(e.self_cpu_time_total / 1000 / steps, 2), round(e.self_cpu_time_total / total, 3)]
+        for e in top
+    ]
 
 
 def one(args) -> None:
@@ -232,12 +235,18 @@ def iqr(values: list[float]) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="Measurements per variant (>= 5 for the record).")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="Measurements per variant (>= 5 for the record)."
+    )
     parser.add_argument("--steps", type=int, default=50, help="Training steps per measurement.")
     parser.add_argument("--warmup", type=int, default=10, help="Steps not timed at the start.")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of both sides.")
-    parser.add_argument("--compile-repeats", type=int, default=2, help="Measurements of faice-compile (0 = skip).")
-    parser.add_argument("--label", default="after", help="Name of this run in the markdown (e.g. before/after).")
+    parser.add_argument(
+        "--compile-repeats", type=int, default=2, help="Measurements of faice-compile (0 = skip)."
+    )
+    parser.add_argument(
+        "--label", default="after", help="Name of this run in the markdown (e.g. before/after)."
+    )
     parser.add_argument("--one", choices=(*VARIANTS, "faice-compile"), help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
@@ -303,7 +312,10 @@ def main() -> None:
         "",
         "| variant | median steps/s | IQR | runs |",
         "|---|---|---|---|",
-        *(f"| {v} | {med.get(v, '-')} | {result['details']['iqr'].get(v, '-')} | {runs[v]} |" for v in VARIANTS),
+        *(
+            f"| {v} | {med.get(v, '-')} | {result['details']['iqr'].get(v, '-')} | {runs[v]} |"
+            for v in VARIANTS
+        ),
         "",
         f"`train.compile=default` (torch.compile, CPU inductor): {compiled or 'not measured'}"
         + (f" (error: {errors['faice-compile'][-300:]})" if "faice-compile" in errors else ""),
