@@ -10,8 +10,10 @@ venv: $(STAMP)
 
 # uv installs the same pins as pip would, about 15x faster. torch goes first, on its own: where pip's
 # PIP_FIND_LINKS names a folder of wheels (a CPU build, say), uv looks there too; elsewhere PyPI's
-# torch==2.13.0 is the CUDA build GPU machines want.
-UV := $(PY) -m uv pip install --quiet --python $(PY) $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+# torch==2.13.0 is the CUDA build GPU machines want. --compile-bytecode writes the .pyc files at install,
+# as pip does: uv does not by default, and where PYTHONDONTWRITEBYTECODE is set (CI, containers) every
+# process would then compile torch, diffusers and ray again on import (~7 s per Ray worker on 2 cores).
+UV := $(PY) -m uv pip install --quiet --compile-bytecode --python $(PY) $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -62,7 +62,13 @@ def run_fresh_clone() -> tuple[float, Path, str]:
     (work / "ci.log").write_text(out.stdout + out.stderr)
     if out.returncode != 0:
         sys.exit(f"bash .ci/run failed ({out.returncode}); log: {work / 'ci.log'}")
-    return wall, junit, commit
+    return wall, junit, commit, outcome(out.stdout)
+
+
+def outcome(log: str) -> str:
+    """pytest's last summary line, e.g. '587 passed, 4 skipped, 4 warnings in 1445.15s (0:24:05)'."""
+    lines = [ln.strip(" =") for ln in log.splitlines() if " passed" in ln and " in " in ln]
+    return lines[-1] if lines else ""
 
 
 def table(before: dict, after: dict) -> list[str]:
@@ -87,9 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.junit:
         if args.wall is None:
             parser.error("--junit needs --wall")
-        wall, junit, commit = args.wall, args.junit, args.commit
+        wall, junit, commit, summary = args.wall, args.junit, args.commit, ""
     else:
-        wall, junit, commit = run_fresh_clone()
+        wall, junit, commit, summary = run_fresh_clone()
     after = summarise_junit(junit)
     before = json.loads((RESULTS / "test_suite_before.json").read_text())
     result = {
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             "machine": machine(),
             "commit": commit,
             "wall_s": round(wall, 1),
+            "outcome": summary,
             "install_and_setup_s": round(wall - after["pytest_s"], 1),
             "after": after,
             "before": before,
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         "# Test suite: `bash .ci/run` from a fresh clone",
         "",
         f"Machine: {machine()}. Commit {commit}. Target: at most {BUDGET_S:.0f} s, installation included.",
+        *([f"pytest: {summary}."] if summary else []),
         "",
         "| | before | after |",
         "|---|---:|---:|",
