@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faice.train.reporting import without_wandb_service
+
 # Same values for `ray start`, `ray job submit` and `ray.init`: a local cluster bound to loopback
 # runs without tokens (nothing else can reach it); lab clusters use RAY_AUTH_MODE=token (cluster/).
 LOCAL_ENV = {
@@ -29,7 +31,7 @@ LOCAL_ENV = {
 
 def local_env(base: dict | None = None) -> dict:
     """`base` (default os.environ) with the local-cluster settings, without overriding explicit choices."""
-    env = dict(os.environ if base is None else base)
+    env = without_wandb_service(dict(os.environ if base is None else base))  # workers own their W&B service
     for key, value in LOCAL_ENV.items():
         env.setdefault(key, value)
     return env

@@ -15,6 +15,7 @@ from ray.train.torch import TorchTrainer
 
 from faice.config import Config, from_dict, resolve, to_dict
 from faice.profiles import TrialResources
+from faice.train.reporting import forget_wandb_service
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -149,6 +150,7 @@ def worker_loop(loop_config: dict) -> None:
 
     cfg = resolve(from_dict(loop_config["config"]))
     quiet_report_logs()
+    forget_wandb_service()  # a token inherited through the cluster's environment is another process's
     rank = ray.train.get_context().get_world_rank()
     checkpoint = ray.train.get_checkpoint()
     resume = checkpoint.path if checkpoint is not None else "auto"

@@ -65,6 +65,9 @@ def debug_cfg(debug_data, tmp_path):
     return make
 
 
+WANDB_TOKEN_OF_THIS_PROCESS = "2-1-tcp-localhost-9"  # a W&B service token no worker may inherit
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A real Ray head on 127.0.0.1 (2 CPUs, dashboard for `ray job submit`), stopped by its pids when the
@@ -75,8 +78,17 @@ def ray_cluster():
 
     apply_local_env()
 
-    # a short temp dir: Ray's unix socket paths must stay under ~107 characters
-    cluster = start_local_cluster(tempfile.mkdtemp(prefix="faice-ray-", dir="/tmp"), num_cpus=2)
+    # as if this process had a W&B run open (an in-process test, a notebook): its service token must not
+    # reach the cluster, or every worker would log into this process's W&B service
+    saved = os.environ.get("WANDB_SERVICE")
+    os.environ["WANDB_SERVICE"] = WANDB_TOKEN_OF_THIS_PROCESS
+    try:  # a short temp dir: Ray's unix socket paths must stay under ~107 characters
+        cluster = start_local_cluster(tempfile.mkdtemp(prefix="faice-ray-", dir="/tmp"), num_cpus=2)
+    finally:
+        if saved is None:
+            os.environ.pop("WANDB_SERVICE", None)
+        else:
+            os.environ["WANDB_SERVICE"] = saved
     try:
         cluster.env["PYTHONPATH"] = str(REPO)
         cluster.env["WANDB_SILENT"] = "true"
@@ -127,7 +139,7 @@ def lab(tmp_path_factory):
     when the module using it ends."""
     from types import SimpleNamespace
 
-    from jobs.local_ray import apply_local_env, free_port
+    from jobs.local_ray import apply_local_env, free_port, local_env
 
     apply_local_env()
     # the raylets (and so the Ray Train controllers) inherit these: fast failure detection, and a
@@ -152,7 +164,7 @@ def lab(tmp_path_factory):
         lab.train = [cluster.add_node(num_cpus=1, resources=resources["train"]) for _ in range(2)]
         lab.eval = cluster.add_node(num_cpus=1, resources=resources["eval"])
         cluster.wait_for_nodes()
-        lab.env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
+        lab.env = {**local_env(), "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
         yield lab
     finally:
         cluster.shutdown()

@@ -76,6 +76,23 @@ class JsonlReporter:
         self._f.close()
 
 
+# The W&B service token wandb.init leaves in os.environ so that child processes share its service (a
+# local socket or 127.0.0.1 port). A Ray cluster started from such a process would hand it to every
+# worker: they would all log into that one service, on whatever machine, and a restarted worker would
+# find its run id still "in use" there. Processes we start for Ray get the environment without it.
+WANDB_SERVICE_ENV = "WANDB_SERVICE"
+
+
+def without_wandb_service(env: dict) -> dict:
+    """`env` without the W&B service token of the process that built it."""
+    return {k: v for k, v in env.items() if k != WANDB_SERVICE_ENV}
+
+
+def forget_wandb_service() -> None:
+    """Drop an inherited W&B service token: this process starts (and owns) its own W&B service."""
+    os.environ.pop(WANDB_SERVICE_ENV, None)
+
+
 def wandb_mode(mode: str) -> str:
     """'auto' -> online with an API key in the environment, else offline (no network needed)."""
     if mode != "auto":

@@ -68,6 +68,18 @@ def _worker_pids(cluster) -> list[int]:
     return pids
 
 
+def _holding(cluster, needle: bytes) -> list[int]:
+    """This cluster's processes whose environment contains `needle`."""
+    found = []
+    for pid in cluster.pids():
+        try:
+            if needle in Path(f"/proc/{pid}/environ").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
 def _wait_for(predicate, timeout: float, what: str):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -114,6 +126,9 @@ def test_a_submitted_job_survives_a_killed_worker_and_resumes_from_its_last_chec
     out = out.decode()
     assert proc.returncode == 0 and "succeeded" in out.lower(), out[-3000:]
     _listeners_are_loopback(ray_cluster)  # the head, its dashboard and the job's processes
+    # the cluster was started while the test process held a W&B service token: no process of it has it
+    # (else the workers would share one W&B service and a restarted worker find its run "in use")
+    assert not _holding(ray_cluster, b"WANDB_SERVICE="), "a cluster process inherited the W&B service token"
     rows = _metrics(metrics)
     resumed = [m["resumed_from"] for m in rows if "resumed_from" in m]
     assert resumed, "the run did not resume from a checkpoint"

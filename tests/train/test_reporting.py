@@ -128,3 +128,14 @@ def test_a_killed_runs_wandb_record_is_replayed_from_local_files(debug_data, tmp
     before = len(list(run.glob("wandb/offline-run-*")))
     assert sync_wandb(cfg, run, [late]) == "late"  # a finished run only gets the late evaluations
     assert len(list(run.glob("wandb/offline-run-*"))) == before + 1
+
+
+def test_processes_started_for_ray_never_inherit_a_wandb_service_token(monkeypatch):
+    from faice.train.reporting import forget_wandb_service, without_wandb_service
+    from jobs.local_ray import local_env
+
+    monkeypatch.setenv("WANDB_SERVICE", "2-1-tcp-localhost-9")
+    assert "WANDB_SERVICE" not in local_env() and local_env()["PATH"] == os.environ["PATH"]
+    assert without_wandb_service({"WANDB_SERVICE": "x", "A": "1"}) == {"A": "1"}
+    forget_wandb_service()
+    assert "WANDB_SERVICE" not in os.environ
