@@ -96,13 +96,14 @@ def run_faice(work: Path, steps: int, warmup: int, variant: str, profile: bool) 
         times.append(time.perf_counter())
         if prof is not None and len(times) > warmup:
             prof.step()
+            if len(times) == steps:  # the training steps only, not the final sample grid
+                prof.stop()
 
     if prof is not None:
         prof.start()
     train(cfg, hooks=Hooks(on_step=on_step))
-    if prof is not None:
-        prof.stop()
-    return {"steps_per_s": (len(times) - 1 - warmup) / (times[-1] - times[warmup]), "top": _top(prof)}
+    rate = (len(times) - 1 - warmup) / (times[-1] - times[warmup])
+    return {"steps_per_s": rate, "top": _top(prof, steps - warmup)}
 
 
 def run_plain(work: Path, steps: int, warmup: int, variant: str, profile: bool) -> dict:
@@ -181,7 +182,8 @@ def run_plain(work: Path, steps: int, warmup: int, variant: str, profile: bool) 
     bar.close()
     if prof is not None:
         prof.stop()
-    return {"steps_per_s": (len(times) - 1 - warmup) / (times[-1] - times[warmup]), "top": _top(prof)}
+    rate = (len(times) - 1 - warmup) / (times[-1] - times[warmup])
+    return {"steps_per_s": rate, "top": _top(prof, steps - warmup)}
 
 
 def _profiler():
@@ -190,13 +192,12 @@ def _profiler():
     return profile(activities=[ProfilerActivity.CPU])
 
 
-def _top(prof, n: int = 12) -> list[list]:
-    """[name, self CPU ms per step, share] of the ops with the most self CPU time."""
+def _top(prof, steps: int, n: int = 12) -> list[list]:
+    """[name, self CPU ms per step, share] of the ops with the most self CPU time over `steps` steps."""
     if prof is None:
         return []
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) or 1
-    steps = max(1, sum(1 for e in events if e.key.startswith("ProfilerStep")) or 1)
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:n]
     return [
         [e.key, round(e.self_cpu_time_total / 1000 / steps, 2), round(e.self_cpu_time_total / total, 3)]
@@ -216,10 +217,11 @@ def one(args) -> None:
 # ------------------------------------------------------------------ the interleaved comparison
 
 
-def measure(work: Path, variant: str, args, profile: bool = False) -> dict:
+def measure(work: Path, variant: str, args, profile: bool = False, repo: Path = REPO) -> dict:
+    """One measurement in a fresh process, importing faice from `repo` (another checkout: its code)."""
     cmd = [sys.executable, __file__, "--one", variant, "--work", str(work), "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--threads", str(args.threads)] + (["--profile"] if profile else [])  # fmt: skip
-    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_MODE": "offline", "PYTHONPATH": str(repo)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work, timeout=1800)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if out.returncode != 0 or line is None:
@@ -246,6 +248,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--label", default="after", help="Name of this run in the markdown (e.g. before/after)."
+    )
+    parser.add_argument(
+        "--before-repo", type=Path, help="A checkout of faice before a change: its step is profiled too."
     )
     parser.add_argument("--one", choices=(*VARIANTS, "faice-compile"), help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
@@ -276,7 +281,12 @@ def main() -> None:
             break
         compiled.append(round(m["steps_per_s"], 3))
         print(f"faice-compile {m['steps_per_s']:.3f} steps/s", flush=True)
-    profiles = {v: measure(work, v, args, profile=True).get("top", []) for v in ("faice", "plain")}
+    profiles = {v: measure(work, v, args, profile=True).get("top", []) for v in ("faice-bare", "plain-bare")}
+    if args.before_repo:
+        commit = subprocess.run(["git", "-C", str(args.before_repo), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()  # fmt: skip
+        before = measure(work, "faice-bare", args, profile=True, repo=args.before_repo.resolve())
+        profiles[f"faice-bare before ({commit})"] = before.get("top", [])
     med = {v: round(statistics.median(x), 3) for v, x in runs.items() if x}
     ratio = round(med["faice"] / med["plain"], 3)
     result = {
