@@ -28,9 +28,10 @@ os.environ.setdefault("RAY_worker_niceness", "0")
 # start inherits this.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
-# The tests run in pytest-xdist workers (`-n auto --dist loadfile`, pyproject): each test file runs in one
-# worker, in order, so a file's tests share its session fixtures (a Ray cluster, the demo search), built
-# once per worker that needs them; each worker keeps to its share of the cores. (`--dist loadgroup` with
+# The tests run in pytest-xdist workers (`-n auto --maxprocesses 2 --dist loadfile`, pyproject: the suite
+# is sized for 2 cores, and a container may show more cores than its quota): each test file runs in one
+# worker, in order, so a file's tests share its fixtures (a Ray cluster, the demo search), built once per
+# worker that needs them; each worker keeps to its share of the cores. (`--dist loadgroup` with
 # xdist_group marks would be finer, but pytest-xdist 3.8 under pytest 9 does not group by them.)
 
 
