@@ -213,17 +213,18 @@ def _loop(
         return {r["step"] for r in arrived}
 
     def await_rung(step: int) -> None:
-        """Wait (bounded) for the pool's evaluation of the checkpoint at `step`, then report it at once."""
+        """Wait (bounded) for the pool's evaluation of the checkpoint at `step`; the next regular report
+        carries it (no extra report: under Ray Train every rank must report equally often)."""
         deadline = time.perf_counter() + hooks.await_eval_timeout_s
         while step not in scored and time.perf_counter() < deadline:
             scored.update(poll_pool())
             if step not in scored:
                 time.sleep(0.2)
                 blocked[0] += 0.2
-        while unreported and hooks.on_metrics:  # ASHA hears the rung's score before training goes on
-            latest_eval.clear()
-            latest_eval.update(eval_report(unreported.popleft()))
-            hooks.on_metrics(p.step, {**p.metrics, **latest_eval})
+        rung = [r for r in unreported if r["step"] == step]  # first in line for the next report
+        for r in rung:
+            unreported.remove(r)
+        unreported.extendleft(reversed(rung))
 
     scored: set[int] = set()  # checkpoint steps the pool has answered (a score or an error)
     rungs = sorted(r for r in hooks.await_eval_steps if r > p.step)  # those passed before a resume are done

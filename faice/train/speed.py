@@ -60,10 +60,10 @@ def check_compile(mode: str, device: torch.device) -> None:
         )
 
 
-def compile_in_place(model: torch.nn.Module, mode: str, device: torch.device) -> torch.nn.Module:
+def compile_in_place(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     """torch.compile `model`'s forward in place (nn.Module.compile): the module, its parameters and its
-    state_dict keys stay what they were, so checkpoints, EMA and DDP see the same object."""
-    check_compile(mode, device)
+    state_dict keys stay what they were, so checkpoints, EMA and DDP see the same object (check_compile
+    first, before the run does any work)."""
     if COMPILE_MODES[mode] is not None:
         model.compile(mode=COMPILE_MODES[mode])
     return model

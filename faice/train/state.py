@@ -68,7 +68,7 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
         num_training_steps=tc.max_steps,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
-    speed.compile_in_place(accelerator.unwrap_model(model), tc.compile, accelerator.device)
+    speed.compile_in_place(accelerator.unwrap_model(model), tc.compile)
     if ema is not None:
         ema.model.to(accelerator.device)
     loader = (

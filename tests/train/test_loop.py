@@ -112,7 +112,9 @@ def test_a_rung_checkpoint_waits_for_its_pool_score_before_training_on(debug_cfg
     """ASHA on a pool metric: at the first checkpoint at or past each rung (steps 3 -> checkpoint 4, and 6)
     the loop waits for that checkpoint's score and reports it before its next step; other checkpoints
     (2, 8) never wait. The pool here is a plain function that scores a checkpoint on its third poll."""
-    cfg = debug_cfg("train.max_steps=8", "train.checkpoint_every=2", "eval.num_samples=4")
+    cfg = debug_cfg(
+        "train.max_steps=8", "train.checkpoint_every=2", "train.log_every=1", "eval.num_samples=4"
+    )
     events: list[tuple] = []
     submitted: dict[int, int] = {}  # checkpoint step -> polls since it was saved
 
@@ -139,7 +141,8 @@ def test_a_rung_checkpoint_waits_for_its_pool_score_before_training_on(debug_cfg
     )
     result = train(cfg, run_dir=tmp_path / "run", hooks=hooks)
     assert result.step == 8
-    # the rungs' scores are reported at the very step of their checkpoint: no training step in between
-    assert ("report", 4, 4) in events and ("report", 6, 6) in events, events
+    # the rungs' scores are carried by the first report after their checkpoint (without the wait they would
+    # arrive on the third poll, at step 7 and never for 6): ASHA hears them before the trial trains on
+    assert ("report", 5, 4) in events and ("report", 7, 6) in events, events
     assert not any(e[0] == "report" and e[2] == 2 and e[1] < 4 for e in events), events  # 2 is no rung
     assert result.eval_blocked_s > 0
