@@ -61,6 +61,7 @@ def connect(
         # the dashboard serves the state API that Ray Train uses to clean up after stopped trials
         cpus = (num_cpus or os.cpu_count() or 1) + math.ceil(local_eval_cpus)
         ray.init(
+            address="local",  # a cluster of our own, even where another one runs on this machine
             num_cpus=cpus,
             resources=local_resources,
             include_dashboard=True,
