@@ -16,6 +16,9 @@ from tests.tune.tiny_search import run_tiny_in_process
 pytestmark = [pytest.mark.slow]
 
 SWEEP = "ddpm:5,20;ddim:5;pndm:5;dpm-solver++:5"
+# the Inception's reference statistics from 32 of the 96 debug images (~0.2 s an image on a CPU), shared by
+# the demo and the consistency search (the same cache key)
+REFERENCE = "config.eval.reference_images=32"
 PAGE = """(() => {
   const table = document.getElementById("results");
   const cells = (row) => Array.from(row.cells).map((c) => c.dataset.value);
@@ -34,7 +37,7 @@ def demo(debug_data, tmp_path_factory):
     """(storage, results.csv rows) of demo-asha at debug size: 2 trials scored by kid[inception]."""
     storage = tmp_path_factory.mktemp("storage")
     rows = run_tiny_in_process(storage, "demo-asha.yaml", debug_data, "budget.num_samples=2", "scheduler.grace_period=3",
-                               "config.eval.num_inference_steps=3", fast=False)  # fmt: skip
+                               "config.eval.num_inference_steps=3", REFERENCE, fast=False)  # fmt: skip
     assert len(rows) == 2
     return storage, rows
 
@@ -76,7 +79,7 @@ def test_consistency_distils_the_demo_searchs_best_trial(demo, debug_data, capsy
 
     storage, demo_rows = demo
     capsys.readouterr()
-    rows = run_tiny_in_process(storage, "consistency.yaml", debug_data, fast=False)
+    rows = run_tiny_in_process(storage, "consistency.yaml", debug_data, REFERENCE, fast=False)
     stdout = capsys.readouterr().out
     link = json.loads((storage / "consistency" / "links.json").read_text())["demo-asha"]
     best = min(
