@@ -161,6 +161,13 @@ class TrainConfig:
         "TF32 tensor cores for float32 matmuls and convolutions on Ampere and newer GPUs (NVIDIA: A100 "
         "TF32 matmuls up to 8x a V100's FP32); rounds their inputs to a 10-bit mantissa; no effect on CPU.",
     )
+    cpu_reuse_memory: bool = opt(
+        True,
+        "On a CPU, glibc's malloc keeps freed memory for the next step instead of handing every large "
+        "activation back to the OS and faulting it in zeroed again (mallopt M_MMAP_THRESHOLD and "
+        "M_TRIM_THRESHOLD; ~20k page faults a step fewer for the demo UNet, benchmarks/peer_loop.md); the "
+        "process keeps its peak memory. Process-wide once on; no effect on a GPU or without glibc.",
+    )
     compile: Literal["none", "default", "max-autotune"] = opt(
         "none",
         "torch.compile the denoiser (PyTorch 2.0: 43% faster training on average over 163 models on an "

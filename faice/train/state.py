@@ -51,6 +51,7 @@ def build_state(cfg: Config, accelerator: Accelerator) -> TrainState:
     tc = cfg.train
     speed.check_compile(tc.compile, accelerator.device)  # before any work: a clear error, not a late crash
     speed.set_tf32(tc.allow_tf32)
+    speed.reuse_cpu_memory(tc.cpu_reuse_memory, accelerator.device)
     torch.manual_seed(tc.seed)
     model = task.build_model(cfg).to(memory_format=speed.memory_format(tc.channels_last))
     ema = EMA(model, tc.ema_decay) if tc.ema_decay > 0 else None

@@ -70,3 +70,46 @@ def test_bf16_on_a_gpu_without_it_is_a_clear_error():
     speed.check_precision("bf16", cuda=False, bf16_supported=False)  # CPU autocast has bf16
     speed.check_precision("fp16", cuda=True, bf16_supported=False)
     speed.check_precision("bf16", cuda=True, bf16_supported=True)
+
+
+# a subprocess: the setting is process-wide and not undone, and this test process may have trained already
+REUSE = """
+import resource, sys
+import torch
+from accelerate import Accelerator
+from faice.config import load_config
+from faice.train.state import build_state
+
+def faults_of_big_tensors():  # minor page faults of five 64 MiB allocations after two warm-ups
+    for _ in range(2):
+        torch.ones(16 << 20).sum()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        torch.ones(16 << 20).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+for value in ("false", "true"):
+    build_state(load_config("configs/debug.yaml", [f"data.path={sys.argv[1]}", f"train.cpu_reuse_memory={value}"]),
+                Accelerator(cpu=True))
+    print(value, faults_of_big_tensors())
+"""
+
+
+@pytest.mark.timeout(120)
+def test_cpu_reuse_memory_stops_the_page_faults_of_every_step(debug_data):
+    """glibc maps every allocation above 32 MiB afresh and unmaps it on free: 64 MiB = 16384 pages faulted
+    in per allocation. train.cpu_reuse_memory=true (the default) keeps freed memory for the next one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if speed.platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", REUSE, str(debug_data)], cwd=repo, capture_output=True,
+                         text=True, timeout=100, check=True)  # fmt: skip
+    faults = dict(line.split() for line in out.stdout.splitlines())
+    assert int(faults["false"]) > 5 * 16384 * 0.9, faults  # off: every allocation faulted in
+    assert int(faults["true"]) < 16384, faults  # on: reused (at most one allocation's worth)
+    assert speed.reuse_cpu_memory(False, torch.device("cpu")) is False
+    assert speed.reuse_cpu_memory(True, torch.device("cuda")) is False  # host memory of GPU runs untouched
