@@ -313,19 +313,24 @@ def _evaluated_steps(run_dir: Path) -> set[int]:
     return {r["step"] for r in read_jsonl(run_dir / EVAL_LOG) if "eval_error" not in r}
 
 
-def submit_last_checkpoints(pool, search_dir: Path) -> int:
-    """Submit every trial's newest checkpoint that has no evaluation yet (stopped trials included)."""
-    from faice.train.checkpoint import latest_checkpoint
+def submit_pending(pool, search_dir: Path, newest_too: bool = False) -> int:
+    """Submit every checkpoint still marked pending that has no evaluation (after a launcher was lost,
+    its queue went with it; the marks are on disk) and, with `newest_too`, every trial's newest
+    checkpoint that has none (stopped trials included); returns how many were submitted. The pool
+    de-duplicates, so a checkpoint it already holds is not evaluated twice."""
+    from faice.train.checkpoint import latest_checkpoint, list_checkpoints
 
     submitted = 0
     for run_dir in sorted(p for p in (search_dir / "runs").glob("*") if p.is_dir()):
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            continue
-        step = int(ckpt.name.removeprefix("step-"))
-        if step not in _evaluated_steps(run_dir):
+        newest = latest_checkpoint(run_dir)
+        done = _evaluated_steps(run_dir)
+        for ckpt in list_checkpoints(run_dir):
+            step = int(ckpt.name.removeprefix("step-"))
+            is_newest = newest is not None and ckpt == newest
+            if step in done or not ((ckpt / EVAL_PENDING).exists() or (newest_too and is_newest)):
+                continue
             (ckpt / EVAL_PENDING).touch()
-            ray.get(pool.submit.remote(run_dir.name, str(run_dir), str(ckpt), step, True))
+            ray.get(pool.submit.remote(run_dir.name, str(run_dir), str(ckpt), step, newest_too and is_newest))
             submitted += 1
     return submitted
 
@@ -333,11 +338,11 @@ def submit_last_checkpoints(pool, search_dir: Path) -> int:
 def finish_evaluations(pool, search_dir: Path, spec, timeout: float) -> dict[str, list[dict]]:
     """Evaluate every trial's last checkpoint and wait for the pool; returns, per trial, the results no
     trial report carried (they go to W&B with `faice.train.outputs.sync_runs`)."""
-    submitted = submit_last_checkpoints(pool, search_dir)
+    submitted = submit_pending(pool, search_dir, newest_too=True)
     status = ray.get(pool.status.remote())
     print(
         f"faice search: waiting for {status['pending'] + status['running']} evaluation(s) "
-        f"({submitted} last checkpoint(s) added)",
+        f"({submitted} checkpoint(s) added)",
         flush=True,
     )
     status = ray.get(pool.drain.remote(timeout))

@@ -118,15 +118,21 @@ def test_no_ray_import_in_library_source():
     assert not offenders, f"faice/ imports ray: {offenders}"
 
 
-def test_importing_the_library_does_not_load_ray():
+def test_importing_the_library_and_loading_spaces_does_not_load_ray():
+    """In one fresh interpreter (imports are what is tested): the library's entry points, then search
+    spaces loaded and described (tune.space, which the launcher imports Ray beside), leave Ray unimported."""
     code = (
         "import sys, faice.cli, faice.train.loop, faice.sampling, faice.export, faice.data.prepare\n"
+        "print('ray' in sys.modules)\n"
+        "import tune.space\n"
+        "for name in ('demo-asha.yaml', 'beta-schedule.yaml'):\n"
+        "    tune.space.describe_space(tune.space.load_space(name))\n"
         "print('ray' in sys.modules)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
     )
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split() == ["False", "False"], out.stdout
 
 
 def task_comparisons(source: str) -> list[int]:

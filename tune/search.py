@@ -206,9 +206,13 @@ def _use_pool(base) -> bool:
     return bool(base.eval.num_samples) and base.eval.where == "pool"
 
 
-def _eval_reserve(spec, cluster: dict[str, float], needed: bool) -> tuple[dict, int, dict[str, float]]:
+def _eval_reserve(
+    spec, cluster: dict[str, float], needed: bool, resuming: bool = False
+) -> tuple[dict, int, dict[str, float]]:
     """(task options, slots, resources kept for evaluation) of the cluster's evaluation slots; the CPUs
-    and GPUs of those slots never count as training capacity. ConfigError when `needed` and none exist."""
+    and GPUs of those slots never count as training capacity. ConfigError when `needed` and none exist,
+    unless `resuming` a search that had them: its evaluations then wait for an evaluation node to
+    (re)join, as they would while one is down."""
     from jobs.eval_pool import eval_task_options
 
     pool = spec.evaluation
@@ -225,6 +229,13 @@ def _eval_reserve(spec, cluster: dict[str, float], needed: bool) -> tuple[dict, 
             flush=True,
         )
         return eval_task_options(None, pool.fallback_cpus, 0), 1, {"CPU": pool.fallback_cpus}
+    if resuming:
+        print(
+            f"faice search: warning: no {pool.resource!r} in the cluster now; evaluations wait until an "
+            "evaluation node joins (training goes on meanwhile)",
+            flush=True,
+        )
+        return eval_task_options(pool.resource, pool.cpus, pool.gpus), 1, {}
     raise ConfigError(
         f"evaluation: the cluster has no {pool.resource!r} resource, so checkpoint evaluations could never "
         f"run; start evaluation nodes with `ray start ... --resources '{{\"{pool.resource}\": 1}}'`, "
@@ -276,7 +287,7 @@ def run_search(args: argparse.Namespace) -> Path:
     local_eval = {spec.evaluation.resource: 1} if use_pool else None
     connect(args.address, args.num_cpus, local_eval, spec.evaluation.cpus if use_pool else 0)
     cluster = ray.cluster_resources()
-    options, slots, reserved = _eval_reserve(spec, cluster, needed=use_pool)
+    options, slots, reserved = _eval_reserve(spec, cluster, needed=use_pool, resuming=args.resume)
     cluster = {k: v - reserved.get(k, 0) for k, v in cluster.items()}
     from jobs.eval_pool import dispatcher_name, start_dispatcher
 
@@ -291,6 +302,11 @@ def run_search(args: argparse.Namespace) -> Path:
             protected_steps=protected_steps(spec),
         )
         print(f"faice search: evaluation pool of {slots} slot(s), task resources {options}", flush=True)
+        if args.resume:  # what the lost launcher's queue held: the checkpoints still marked pending
+            from jobs.eval_pool import submit_pending
+
+            if queued := submit_pending(pool, search_dir):
+                print(f"faice search: {queued} checkpoint(s) pending evaluation re-queued", flush=True)
     concurrent = max_concurrent(run_bundle(spec.trial), cluster)
     if spec.searcher.max_concurrent:
         concurrent = min(concurrent, spec.searcher.max_concurrent)

@@ -5,9 +5,10 @@ would on such a host), in one file so that one worker builds the cluster once:
 - the evaluation pool: every checkpoint scored while trials train, ASHA on FID, evaluations only on the
   eval slot, the console, tables and W&B runs of a search; a killed evaluation worker retried with no
   metric missing (the launcher's dispatcher driven from the test process: no second search);
-- machines lost mid-search (the `cpu` profile): the work lost is counted (training steps beyond the last
-  checkpoint, evaluation metrics never produced)."""
+- machines lost mid-search (the `cpu` profile), then the launcher: the work lost is counted (training
+  steps beyond the last checkpoint, evaluation metrics never produced, finished trials run again)."""
 
+import contextlib
 import csv
 import json
 import os
@@ -176,6 +177,9 @@ def test_no_eval_capacity_is_reported_at_start():
     assert _eval_reserve(spec, {"CPU": 8.0}, needed=False) == ({}, 0, {})
     options, slots, reserved = _eval_reserve(spec, {"CPU": 8.0, "eval_slot": 2.0}, needed=True)
     assert options == {"num_cpus": 1.0, "resources": {"eval_slot": 1}} and slots == 2 and reserved["CPU"] == 2
+    # a resumed search whose evaluation node is down: its evaluations wait for one, reserving nothing now
+    options, slots, reserved = _eval_reserve(spec, {"CPU": 8.0}, needed=True, resuming=True)
+    assert options == {"num_cpus": 1.0, "resources": {"eval_slot": 1}} and slots == 1 and reserved == {}
     spec.evaluation.fallback_cpus = 0.5
     options, slots, _ = _eval_reserve(spec, {"CPU": 8.0}, needed=True)
     assert options == {"num_cpus": 0.5} and slots == 1
@@ -183,19 +187,20 @@ def test_no_eval_capacity_is_reported_at_start():
 
 # ------------------------------------------------------------------ machines lost mid-search
 
-CHECKPOINT_EVERY = 16  # 6 checkpoints a trial to score; the bound on the steps a lost node costs
+CHECKPOINT_EVERY = 16  # 5 checkpoints a trial to score; the bound on the steps a lost node costs
 
 
 def _lab_search(lab, storage: Path, data: Path, *extra: str) -> subprocess.Popen:
+    """The launcher on debug-eval (`cpu` profile), in its own process group (the test may kill it whole)."""
     cmd = [
         sys.executable, "-m", "tune.search", "--space", "tests/tune/debug-eval.yaml", "--profile", "cpu",
         "--storage", str(storage), "--address", lab.cluster.address, "--verbose", "0",
         f"config.data.path={data}", "budget.num_samples=2", "scheduler.name=fifo", "evaluation.keep=all",
         "config.log.wandb=disabled", "config.eval.num_samples=8", "config.eval.kid_subset_size=8", *extra,
     ]  # fmt: skip
-    return subprocess.Popen(
-        cmd, cwd=REPO, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    env = {**lab.env, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # Tune saves its state every second
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)  # fmt: skip
 
 
 def _wait(proc: subprocess.Popen, condition, timeout: float, what: str):
@@ -254,22 +259,35 @@ def _missing_metrics(run_dir: Path, max_steps: int, every: int) -> list[int]:
     return [s for s in range(every, max_steps + 1, every) if s not in scored]
 
 
+def _resumes(run_dir: Path) -> list[int]:
+    """The steps a run resumed from, in order."""
+    return [m["resumed_from"] for m in read_jsonl(run_dir / "metrics.jsonl") if "resumed_from" in m]
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ValueError):  # its output was read already
+        proc.communicate(timeout=60)
+
+
 @pytest.mark.timeout(900)
-def test_losing_a_training_node_and_the_evaluation_node_loses_one_interval_and_no_metric(
+def test_losing_two_machines_and_the_launcher_loses_one_interval_a_time_no_metric_and_no_finished_trial(
     lab, debug_data, tmp_path
 ):
     """Two trials train on the two training machines, their checkpoints scored on the evaluation machine.
-    Mid-search a training machine and the evaluation machine are taken away together. The trial of the
-    lost machine restarts on the other one once it is free and loses at most one checkpoint interval;
-    training goes on without the evaluation machine while its checkpoints wait; when it comes back every
-    checkpoint is scored: no metric is lost."""
-    max_steps = 96  # long enough that both trials train at once, however staggered their starts
-    proc = _lab_search(
-        lab, tmp_path, debug_data, f"budget.max_steps={max_steps}",
-        f"config.train.checkpoint_every={CHECKPOINT_EVERY}", "config.train.log_every=1",
-    )  # fmt: skip
+    Mid-search a training machine and the evaluation machine are taken away together: the trial of the
+    lost machine restarts on the other one once it is free, losing at most one checkpoint interval, while
+    the checkpoints wait for the evaluation machine. Then the launcher itself is killed (SIGKILL, its
+    process group): `--resume` reruns no finished trial, resumes the unfinished one from its checkpoint
+    (at most one interval lost again), re-queues the evaluations the dead launcher held, and once the
+    evaluation machine is back every checkpoint is scored: no metric is lost."""
+    max_steps = 80  # long enough that both trials train at once, however staggered their starts
+    args = (f"budget.max_steps={max_steps}", f"config.train.checkpoint_every={CHECKPOINT_EVERY}",
+            "config.train.log_every=1")  # fmt: skip
+    proc = _lab_search(lab, tmp_path, debug_data, *args)
     search, runs = tmp_path / "debug-eval", tmp_path / "debug-eval" / "runs"
-    old_eval = lab.eval
+    old_eval, resumed_proc = lab.eval, None
     try:
         # both trials training past their first checkpoint, which the evaluation machine has been given
         _wait(
@@ -285,45 +303,65 @@ def test_losing_a_training_node_and_the_evaluation_node_loses_one_interval_and_n
         lab.cluster.remove_node(victim)
         lab.cluster.remove_node(old_eval)
         at_loss = _steps(runs)  # the dead node writes nothing more
-        # training goes on without the evaluation machine (the lost trial on the other training machine,
-        # once it is free); the checkpoints wait for it
+
+        # the other trial finishes; the lost one restarts on its machine and trains past its resume point
+        def lost_trial_training_again():
+            done = [r for r in runs.glob("*") if (r / "summary.json").exists()]
+            again = [r for r in runs.glob("*") if _resumes(r)]
+            if len(done) == 1 and len(again) == 1:
+                step, start = _steps(runs)[again[0].name], _resumes(again[0])[0]
+                if start + 3 <= step < max_steps - 3:
+                    return done[0], again[0]
+            return None
+
+        finished, lost = _wait(proc, lost_trial_training_again, 600, "the lost trial training again")
+        finished_mtime = (finished / "summary.json").stat().st_mtime
+        time.sleep(1.5)  # Tune's state (saved every second) has the finished trial as finished
+        _kill_group(proc)  # the launcher, its trial actors and the evaluation queue it held
+        at_kill = _steps(runs)[lost.name]
+        pending = [c for c in (lost / "checkpoints").glob("step-*") if (c / ".eval-pending").exists()]
+        assert pending, "no checkpoint was waiting for the evaluation machine when the launcher died"
+
+        resumed_proc = _lab_search(lab, tmp_path, debug_data, *args, "--resume")
         _wait(
-            proc,
+            resumed_proc,
             lambda: len(s := _steps(runs)) == 2 and all(v == max_steps for v in s.values()),
             600,
             "both trials to finish training",
         )
         lab.eval = lab.cluster.add_node(num_cpus=1, resources=lab.resources["eval"])  # it comes back
-        output = _finish(proc, 600)
+        output = _finish(resumed_proc, 600)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _kill_group(proc)
+        if resumed_proc is not None:
+            _kill_group(resumed_proc)
         if lab.eval is old_eval:
             lab.eval = lab.cluster.add_node(num_cpus=1, resources=lab.resources["eval"])
     lab.train[0] = lab.cluster.add_node(num_cpus=1, resources=lab.resources["train"])  # the machine returns
 
     rows = _results(search)
     assert len(rows) == 2 and {r["status"] for r in rows} == {"finished"}, rows  # every trial accounted for
-    resumed = {}
     for row in rows:
-        metrics = read_jsonl(runs / row["trial_id"] / "metrics.jsonl")
-        assert max(m["step"] for m in metrics) == max_steps
-        starts = [m["resumed_from"] for m in metrics if "resumed_from" in m]
-        if starts:
-            resumed[row["trial_id"]] = starts[0]
-    assert len(resumed) == 1, (resumed, at_loss)  # the trial of the lost machine, and only it
-    ((trial, start),) = resumed.items()
-    lost = at_loss[trial] - start
+        assert max(m["step"] for m in read_jsonl(runs / row["trial_id"] / "metrics.jsonl")) == max_steps
+    # the finished trial was not run again; the other resumed twice: after its machine, after the launcher
+    assert (finished / "summary.json").stat().st_mtime == finished_mtime, "a finished trial was run again"
+    assert not _resumes(finished), "the trial of the machine that stayed resumed"
+    starts = _resumes(lost)
+    assert len(starts) == 2, starts
+    lost_steps = [at_loss[lost.name] - starts[0], at_kill - starts[1]]
     missing = {
         r["trial_id"]: _missing_metrics(runs / r["trial_id"], max_steps, CHECKPOINT_EVERY) for r in rows
     }
     nodes = [e["node_id"] for r in rows for e in read_jsonl(runs / r["trial_id"] / "eval.jsonl")]
-    print(f"\nlost a training and the evaluation node: trial {trial} resumed from step {start}; steps lost "
-          f"{lost} (bound {CHECKPOINT_EVERY}); metrics missing {sum(map(len, missing.values()))} (bound 0); "
+    print(f"\nlost a training and the evaluation node, then the launcher: trial {lost.name} resumed from "
+          f"steps {starts}; steps lost {lost_steps} (bound {CHECKPOINT_EVERY} each); {len(pending)} pending "
+          f"evaluation(s) at the kill; metrics missing {sum(map(len, missing.values()))} (bound 0); "
           f"{nodes.count(lab.eval.node_id)} of {len(nodes)} evaluations ran after it returned")  # fmt: skip
-    assert 0 <= lost <= CHECKPOINT_EVERY and start % CHECKPOINT_EVERY == 0
+    assert all(0 <= n <= CHECKPOINT_EVERY for n in lost_steps) and all(
+        s % CHECKPOINT_EVERY == 0 for s in starts
+    )
     assert not any(missing.values()), missing
-    assert "0 failed" in output
+    assert "0 failed" in output and "pending evaluation re-queued" in output, output[-3000:]
 
     # where everything ran: training workers only on training machines, evaluations only on the
     # evaluation machines (before and after it returned), trial actors and Ray Train controllers on the head
@@ -335,3 +373,27 @@ def test_losing_a_training_node_and_the_evaluation_node_loses_one_interval_and_n
     for row in rows:
         for e in read_jsonl(runs / row["trial_id"] / "eval.jsonl"):
             assert e["resources"].get("eval_slot") == 1, e
+    _wait_for_no_orphan_groups(lab.cluster.address, 60)  # the killed launcher's trial left none behind
+
+
+def _wait_for_no_orphan_groups(address: str, timeout: float) -> None:
+    """Wait until no placement group that is not removed belongs to an ended job (Ray's state API)."""
+    import ray
+    from ray.util.state import list_jobs, list_placement_groups
+
+    def orphans() -> list[str]:
+        # (the cluster's address, always: another test's cluster may run on this machine too)
+        ended = {
+            j.job_id for j in list_jobs(address=address) if j.status in ("SUCCEEDED", "FAILED", "STOPPED")
+        }
+        groups = list_placement_groups(address=address, filters=[("state", "!=", "REMOVED")], detail=True)
+        return [g.placement_group_id for g in groups if g.creator_job_id in ended]
+
+    ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+    try:
+        deadline = time.time() + timeout
+        while orphans():
+            assert time.time() < deadline, f"placement groups of ended jobs left: {orphans()}"
+            time.sleep(0.5)
+    finally:
+        ray.shutdown()

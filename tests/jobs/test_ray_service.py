@@ -1,7 +1,6 @@
-"""The Ray service on a real local cluster (127.0.0.1): ASHA searches, ray job submit, worker loss,
-launcher loss. Every test starts its processes with a timeout and the cluster is stopped by pid."""
+"""The Ray service on a real local cluster (127.0.0.1): ray job submit, worker loss, two workers' data
+shares (the launcher's loss is in test_eval_service, with the lab's machines). Every test starts its processes with a timeout and the cluster is stopped by pid."""
 
-import csv
 import json
 import os
 import signal
@@ -16,31 +15,6 @@ from faice.results import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
-
-
-def _search_args(storage, *extra) -> list[str]:
-    """`python -m tune.search` on the debug ASHA space, quiet, writing under `storage`."""
-    return [
-        sys.executable,
-        "-m",
-        "tune.search",
-        "--space",
-        "tests/tune/debug-asha.yaml",
-        "--storage",
-        str(storage),
-        "--verbose",
-        "0",
-        *extra,
-    ]
-
-
-def _search_cmd(cluster, storage, *extra):
-    return _search_args(storage, "--address", cluster.address, *extra)
-
-
-def _rows(search_dir: Path) -> list[dict]:
-    with (search_dir / "results.csv").open() as f:
-        return list(csv.DictReader(f))
 
 
 def _metrics(path: Path) -> list[dict]:
@@ -140,81 +114,6 @@ def test_a_submitted_job_survives_a_killed_worker_and_resumes_from_its_last_chec
     )
     assert (run_dir / "summary.json").exists()
     assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run in the run folder"
-
-
-@pytest.mark.timeout(900)
-def test_killed_launcher_resumes_without_rerunning_finished_trials(ray_cluster, debug_data, tmp_path):
-    args = [
-        f"config.data.path={debug_data}",
-        "scheduler.name=fifo",
-        "budget.num_samples=2",
-        "budget.max_steps=30",
-        "trial.cpus_per_worker=2",
-        "config.train.checkpoint_every=5",
-    ]
-    cmd = _search_cmd(ray_cluster, tmp_path, *args)
-    search = tmp_path / "debug-asha"
-    env = {**ray_cluster.env, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # Tune saves its state every second
-    proc = subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        first = _wait_for(
-            lambda: next(iter(search.glob("runs/*/summary.json")), None), 400, "a finished trial"
-        )
-        time.sleep(3)  # let Tune persist its experiment state after the trial ended
-        finished_mtime = first.stat().st_mtime
-        os.killpg(proc.pid, signal.SIGKILL)
-        unfinished = 2 - len(list(search.glob("runs/*/summary.json")))
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    time.sleep(3)
-    resume = subprocess.run(
-        _search_cmd(ray_cluster, tmp_path, *args, "--resume"),
-        cwd=REPO,
-        env=ray_cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resume.returncode == 0, resume.stderr[-3000:]
-    # Ray may leave the killed trial's worker placement group behind; the launcher removes it
-    print([line for line in resume.stdout.splitlines() if "removed placement group" in line])
-    # (Ray removes an ended job's own groups a moment after it ends: wait for that, not forever)
-    _wait_for_no_orphan_groups(ray_cluster, 60)
-    rows = _rows(search)
-    assert len(rows) == 2 and all(r["status"] == "finished" for r in rows), rows
-    assert unfinished == 1, "the launcher was killed after both trials had finished: nothing to resume"
-    assert first.stat().st_mtime == finished_mtime, "a finished trial was run again"
-    assert not any("resumed_from" in m for m in _metrics(first.parent / "metrics.jsonl"))
-
-
-def _wait_for_no_orphan_groups(cluster, timeout: float) -> None:
-    """Wait until no placement group that is not removed belongs to an ended job (Ray's state API)."""
-    import ray
-    from ray.util.state import list_jobs, list_placement_groups
-
-    def orphans() -> list[str]:
-        # (the cluster's address, always: another test's cluster may run on this machine too)
-        jobs = list_jobs(address=cluster.address)
-        ended = {j.job_id for j in jobs if j.status in ("SUCCEEDED", "FAILED", "STOPPED")}
-        groups = list_placement_groups(
-            address=cluster.address, filters=[("state", "!=", "REMOVED")], detail=True
-        )
-        return [g.placement_group_id for g in groups if g.creator_job_id in ended]
-
-    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
-    try:
-        _wait_for(lambda: not orphans(), timeout, "no placement group of an ended job left")
-    finally:
-        ray.shutdown()
 
 
 @pytest.mark.timeout(600)

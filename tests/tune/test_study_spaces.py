@@ -16,10 +16,10 @@ pytestmark = [pytest.mark.slow]
 
 # space -> (overrides picking 2 trials, config key that must differ between the two trials)
 SMOKE = {
-    "unet-architecture.yaml": (["space.variant={grid: [baseline, adm]}"], "model.resample"),
+    "unet-architecture.yaml": (["space.variant={grid: [baseline, heads-4]}"], "model.attention_head_dim"),
     "training-length.yaml": (["budget.max_steps=null", "space.train.max_steps={grid: [4, 6]}"], "train.max_steps"),
     "augmentation.yaml": (["space.variant={grid: [blur, flip-crop]}"], "data.crop"),
-    "beta-schedule.yaml": (["space.variant={grid: [ddpm, pndm]}", "space.diffusion.beta_schedule={grid: [cosine]}",
+    "beta-schedule.yaml": (["space.variant={grid: [ddim, pndm]}", "space.diffusion.beta_schedule={grid: [cosine]}",
                            "config.diffusion.num_train_timesteps=100"], "eval.sampler"),
     "ddim-eta.yaml": (["space.sample.eta={grid: [0.5]}", "seeds=[0, 1]"], "train.seed"),
     "prediction-type.yaml": (["space.variant={grid: [epsilon, v-zero-snr]}"], "diffusion.zero_terminal_snr"),

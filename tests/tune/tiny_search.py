@@ -13,7 +13,7 @@ DEBUG_SIZE = [
     "config.data.resolution=16", "config.data.num_workers=0", "config.train.batch_size=8",
     "config.train.log_every=2", "config.train.checkpoint_every=3", "config.eval.num_samples=8",
     "config.eval.kid_subset_size=8", "config.eval.kid_subsets=4", "config.eval.grid_images=4",
-    "config.log.wandb=disabled", "budget.max_steps=6",
+    "config.log.wandb=disabled", "budget.max_steps=6", "config.sample.num_inference_steps=3",
 ]  # fmt: skip
 
 
