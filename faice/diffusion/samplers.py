@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from faice.diffusion.schedules import betas_from_config
-from faice.pipeline import reverse_process
 from faice.registry import Registry
 
 SAMPLERS: Registry[Callable[..., object]] = Registry("sampler")
@@ -134,5 +133,10 @@ def build_scheduler(diffusion_cfg, sampler: str, clip_sample: bool = True, karra
     return SAMPLERS.get(sampler)(common, clip_sample, karras_sigmas)
 
 
-# the one reverse-process loop, shipped verbatim with exported pipelines (faice/pipeline.py)
-sample = reverse_process
+def sample(*args, **kwargs):
+    """The images of faice.pipeline.reverse_process, the one reverse-process loop (shipped verbatim with
+    exported pipelines); imported on first use, so that naming the samplers (the CLI's choices, config
+    checks) does not load diffusers."""
+    from faice.pipeline import reverse_process
+
+    return reverse_process(*args, **kwargs)
