@@ -14,8 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from faice.pipeline import guide  # noqa: F401  (classifier-free guidance, shipped with exports)
-
 MAX_ATTRIBUTES = 8  # 257 classes
 
 

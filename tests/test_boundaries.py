@@ -119,20 +119,25 @@ def test_no_ray_import_in_library_source():
 
 
 def test_importing_the_library_and_loading_spaces_does_not_load_ray():
-    """In one fresh interpreter (imports are what is tested): the library's entry points, then search
-    spaces loaded and described (tune.space, which the launcher imports Ray beside), leave Ray unimported."""
+    """In one fresh interpreter (imports are what is tested): search spaces loaded and described, and a
+    trial's config built as a search's trial actor builds it (tune.space, which the launcher imports Ray
+    beside), load neither Ray nor diffusers (a trial actor never builds a model: ~6 s of imports per trial
+    launch); then the library's entry points leave Ray unimported."""
     code = (
-        "import sys, faice.cli, faice.train.loop, faice.sampling, faice.export, faice.data.prepare\n"
-        "print('ray' in sys.modules)\n"
-        "import tune.space\n"
+        "import sys, tune.space\n"
+        "from faice.config import read_tree\n"
         "for name in ('demo-asha.yaml', 'beta-schedule.yaml'):\n"
         "    tune.space.describe_space(tune.space.load_space(name))\n"
+        "spec = tune.space.load_space('tests/tune/debug-eval.yaml')\n"
+        "spec.trial_config(read_tree(spec.base), [], {'train.lr': 1e-3}, 't0')\n"
+        "print('ray' in sys.modules, 'diffusers' in sys.modules)\n"
+        "import faice.cli, faice.train.loop, faice.sampling, faice.export, faice.data.prepare\n"
         "print('ray' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
     )
-    assert out.stdout.split() == ["False", "False"], out.stdout
+    assert out.stdout.split() == ["False", "False", "False"], out.stdout
 
 
 def task_comparisons(source: str) -> list[int]:

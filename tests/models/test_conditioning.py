@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from faice.conditioning import decode, drop_labels, encode, guide, null_label, num_classes, sample_labels
+from faice.conditioning import decode, drop_labels, encode, null_label, num_classes, sample_labels
 from faice.config import ConfigError, load_config
 from faice.diffusion.loss import DiffusionLoss
 from faice.diffusion.samplers import build_scheduler, sample
 from faice.models import build_model
+from faice.pipeline import guide
 
 COND = ["Male", "Smiling"]
 
