@@ -165,6 +165,7 @@ class EvalDispatcher:
         self.delivered: dict[str, int] = {}
         self.counts = {"submitted": 0, "done": 0, "dropped": 0, "retried": 0, "failed": 0}
         self.lock = threading.Lock()
+        self.wake = threading.Condition(self.lock)  # a submission wakes the idle loop (no busy polling)
         # one warm-up task per slot while the first trials start: their worker processes, which later
         # evaluations reuse, have imported everything by the time the first checkpoint arrives
         self.warm = [_warm_up_task.options(**task_options).remote() for _ in range(self.slots)]
@@ -181,6 +182,7 @@ class EvalDispatcher:
                 if old is not job:  # a redundant older checkpoint: let pruning have it
                     self.counts["dropped"] += 1
                     _unmark(old.checkpoint)
+            self.wake.notify()
 
     def poll(self, trial_id: str) -> list[dict]:
         """Results of `trial_id` not handed out before (the trial logs and reports them)."""
@@ -250,9 +252,9 @@ class EvalDispatcher:
             with self.lock:
                 self._launch()
                 refs = list(self.running)
-            if not refs:
-                time.sleep(0.1)
-                continue
+                if not refs:  # idle until a submission (or a second, whichever comes first)
+                    self.wake.wait(timeout=1.0)
+                    continue
             done, _ = ray.wait(refs, num_returns=1, timeout=0.5)
             with self.lock:
                 for ref in done:
