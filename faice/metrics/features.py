@@ -21,6 +21,7 @@ numbers from different extractors are not comparable and never share a column.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -162,13 +163,26 @@ def inception_path(configured: str | None = None) -> Path:
     )
 
 
+@functools.lru_cache(maxsize=2)
+def _load_inception(path: str, device: str, mtime_ns: int) -> tuple[torch.jit.ScriptModule, bool, str]:
+    """(network on `device`, has a classifier head, weights digest) of a TorchScript Inception file, loaded
+    once per process and file version: a run scoring every checkpoint inline, or a search's evaluation
+    worker, would otherwise read, hash and warm up the ~100 MB network at every evaluation (~1 s)."""
+    net = torch.jit.load(path, map_location="cpu").eval().to(device)
+    with torch.no_grad():
+        has_logits = isinstance(net(torch.zeros(1, 3, 299, 299, device=device)), tuple | list)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return net, has_logits, h.hexdigest()[:12]
+
+
 @EXTRACTORS.register("inception")
 def inception(eval_cfg=None, batch_size: int = 16) -> Extractor:
     """The FID Inception extractor (2048-d pool features and logits, 299 px, TF scaling) from local weights."""
     path = inception_path(getattr(eval_cfg, "inception_path", None))
-    net = torch.jit.load(str(path), map_location="cpu").eval().to(_device())
-    probe = net(torch.zeros(1, 3, 299, 299, device=_device()))
-    has_logits = isinstance(probe, tuple | list)
+    net, has_logits, digest = _load_inception(str(path), str(_device()), path.stat().st_mtime_ns)
 
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         out = net(x)
@@ -176,13 +190,9 @@ def inception(eval_cfg=None, batch_size: int = 16) -> Extractor:
             return out[0].flatten(1), out[1].flatten(1)
         return out.flatten(1), None
 
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     return Extractor(
         name="inception",
-        fingerprint=f"inception-pil299-{h.hexdigest()[:12]}",
+        fingerprint=f"inception-pil299-{digest}",
         dims=2048,
         has_logits=has_logits,
         features=_batched(forward, 299, batch_size),
