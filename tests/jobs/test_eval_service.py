@@ -54,9 +54,9 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
     space = yaml.safe_load((REPO / "tests" / "tune" / "debug-eval.yaml").read_text())
     del space["overrides"]["eval.num_inference_steps"]
     space["space"] = {"eval.num_inference_steps": {"grid": [3, 1]}}  # in this order, one trial at a time
-    # 32 steps, a checkpoint every 8, rungs at 8 and 16: each trial waits at a rung for its score
+    # 24 steps, a checkpoint every 8, rungs at 8 and 16: each trial waits at a rung for its score
     # (evaluation.rung_wait_s), so ASHA decides there however fast the trials train
-    max_steps = 32
+    max_steps = 24
     space["overrides"]["train.checkpoint_every"] = 8
     space["scheduler"]["grace_period"] = 8
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
@@ -134,9 +134,9 @@ def test_killed_eval_worker_is_retried_and_no_metric_is_missing(lab, debug_cfg, 
 
     run = train(debug_cfg("train.max_steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=2"))
     checkpoints = sorted((run.run_dir / "checkpoints").glob("step-*"))
-    # an evaluation of ~4 s (16 samples x 200 DDIM steps of the debug UNet, 1 CPU): long enough to be
+    # an evaluation of ~2.5 s (16 samples x 120 DDIM steps of the debug UNet, 1 CPU): long enough to be
     # killed well inside its sampling loop, short enough to run three times (two checkpoints + the retry)
-    slow = ["eval.num_samples=16", "eval.num_inference_steps=200", "eval.kid_subset_size=16"]
+    slow = ["eval.num_samples=16", "eval.num_inference_steps=120", "eval.kid_subset_size=16"]
     ray.init(address=lab.cluster.address, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
              logging_level="ERROR", log_to_driver=False)  # fmt: skip
     try:
