@@ -5,6 +5,7 @@ Metric names carry the extractor: `fid[faice-tiny]`, `is[inception]`, ... (see f
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,11 +73,28 @@ def reference_for(cfg: Config, extractor: Extractor, resolution: int | None = No
     )
 
 
+_FRECHET: dict[str, FrechetReference] = {}
+
+
+def frechet_reference(ref: ReferenceStats, keep: int = 4) -> FrechetReference:
+    """The FrechetReference of `ref`, built once per process for each reference's contents: its S^(1/2) is
+    an eigendecomposition of the D x D covariance (~3 s at D=2048 on one CPU core), the same at every
+    evaluation of a run or a search's evaluation worker. At most `keep` references are kept."""
+    digest = hashlib.sha1(np.ascontiguousarray(ref.mu).tobytes())
+    digest.update(np.ascontiguousarray(ref.sigma).tobytes())
+    key = digest.hexdigest()
+    if key not in _FRECHET:
+        while len(_FRECHET) >= keep:
+            _FRECHET.pop(next(iter(_FRECHET)))
+        _FRECHET[key] = FrechetReference(ref.mu, ref.sigma)
+    return _FRECHET[key]
+
+
 def score(images: np.ndarray, ref: ReferenceStats, extractor: Extractor, cfg: Config) -> EvalResult:
     """FID/KID (and IS when the extractor has logits) of uint8 `images` against `ref`."""
     fake, logits = extractor.features(images)
     name = extractor.name
-    frechet = FrechetReference(ref.mu, ref.sigma)
+    frechet = frechet_reference(ref)
     metrics = {metric_key("fid", name): frechet.distance(fake)}
     if cfg.eval.fid_bootstrap > 1:  # FID's uncertainty: its spread over resamples of the same images
         metrics[metric_key("fid_std", name)] = fid_bootstrap_std(

@@ -192,3 +192,25 @@ def test_fid_infinity_reads_a_linear_bias_back_at_zero():
     intercept, slope = fid_infinity(ref, fake, points=10, min_fraction=0.05, seed=1)
     assert slope > 0  # fewer samples, larger FID
     assert intercept == pytest.approx(8 * 0.5**2, rel=0.15)  # ||mu1 - mu2||^2 of the shifted Gaussian
+
+
+def test_a_references_frechet_statistics_are_built_once_per_content(tmp_path):
+    """scoring.frechet_reference reuses S^(1/2) for a reference with the same contents (a run's every
+    evaluation), never for another reference, and scores exactly as a fresh FrechetReference does."""
+    from faice.metrics.reference import ReferenceStats
+    from faice.metrics.stats import FrechetReference, feature_stats
+    from faice.scoring import frechet_reference
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(40, 8)), rng.normal(0.5, 1.2, size=(30, 8))
+    mu, sigma = feature_stats(real)
+    ref = ReferenceStats(mu, sigma, real, tmp_path / "a.npz", True)
+    again = ReferenceStats(mu.copy(), sigma.copy(), real, tmp_path / "b.npz", False)
+    other = ReferenceStats(mu + 1.0, sigma, real, tmp_path / "a.npz", False)  # same file name, new contents
+    first = frechet_reference(ref)
+    assert frechet_reference(again) is first
+    assert frechet_reference(other) is not first
+    assert frechet_reference(other).distance(fake) == pytest.approx(
+        FrechetReference(mu + 1.0, sigma).distance(fake)
+    )
+    assert first.distance(fake) == pytest.approx(FrechetReference(mu, sigma).distance(fake), rel=1e-12)
