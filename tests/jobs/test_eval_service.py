@@ -319,7 +319,9 @@ def test_losing_two_machines_and_the_launcher_loses_one_interval_a_time_no_metri
         time.sleep(1.5)  # Tune's state (saved every second) has the finished trial as finished
         _kill_group(proc)  # the launcher, its trial actors and the evaluation queue it held
         at_kill = _steps(runs)[lost.name]
-        pending = [c for c in (lost / "checkpoints").glob("step-*") if (c / ".eval-pending").exists()]
+        # every checkpoint written since the evaluation machine left waits for it (the finished trial's last
+        # one at least; the lost trial's too, once it has passed its next checkpoint)
+        pending = [c for c in runs.glob("*/checkpoints/step-*") if (c / ".eval-pending").exists()]
         assert pending, "no checkpoint was waiting for the evaluation machine when the launcher died"
 
         resumed_proc = _lab_search(lab, tmp_path, debug_data, *args, "--resume")
