@@ -175,6 +175,25 @@ class Text2ImageLoss:
         return per_sample.mean()
 
 
+def sd_scheduler(config: dict, sampler: str, karras_sigmas: bool = False):
+    """faice sampler `sampler` on a Stable Diffusion folder's noise schedule (its scheduler/ config: betas,
+    prediction type, timestep spacing and offset); latents are never clipped."""
+    from diffusers import DDPMScheduler
+
+    from faice.diffusion.samplers import SAMPLERS, check_sampler
+
+    check_sampler(sampler, config.get("prediction_type", "epsilon"))
+    reference = DDPMScheduler.from_config(config)  # the betas of any beta_schedule diffusers knows
+    common = dict(
+        num_train_timesteps=reference.config.num_train_timesteps,
+        trained_betas=reference.betas.tolist(),
+        prediction_type=reference.config.prediction_type,
+        timestep_spacing=reference.config.timestep_spacing,
+        steps_offset=reference.config.steps_offset,
+    )
+    return SAMPLERS.get(sampler)(common, False, karras_sigmas)
+
+
 def pipeline_for(cfg, unet_or_ckpt) -> object:
     """A StableDiffusionPipeline of the SD folder with the trained UNet (a module, or a checkpoint folder:
     LoRA adapters loaded with load_lora_weights, or a full UNet); a given UNet is not loaded twice."""

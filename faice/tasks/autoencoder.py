@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from faice.config.schema import Config
 from faice.errors import ConfigError
+from faice.tasks import applies
 from faice.tasks.base import TASKS, Task
 
 if TYPE_CHECKING:  # torch is imported where it is used: the registry loads without it
@@ -21,8 +22,27 @@ class AutoencoderTask(Task):
     name = "autoencoder"
     multi_process = False
     pixel_metrics = True
+    ignored = (
+        applies.Ignored(("autoencoder.kl_weight",), lambda c: c.autoencoder.kind == "vq",
+                        "a VQ autoencoder has no KL term; autoencoder.commitment_weight weighs its quantizer"),
+        applies.Ignored(("autoencoder.num_vq_embeddings", "autoencoder.commitment_weight"),
+                        lambda c: c.autoencoder.kind == "kl",
+                        "a KL autoencoder has no codebook; pick a vq-* preset or autoencoder.kind=vq"),
+        applies.Ignored(("train.label_dropout",), lambda c: True,
+                        "an autoencoder is not conditioned on labels"),
+        applies.Ignored(("eval.sampler", "eval.num_inference_steps"), lambda c: True,
+                        "an autoencoder's evaluation scores reconstructions, which are not sampled", warn=True),
+        applies.Ignored(("latent.posterior", "latent.cache_dir", "latent.encode_batch_size"), lambda c: True,
+                        "an autoencoder run trains in pixel space"),
+    )  # fmt: skip
+    unread = (
+        applies.Unread(("model", "diffusion", "sample"), "an autoencoder run builds autoencoder.* and "
+                       "reconstructs rather than samples", except_keys=("sample.num_images",)),
+        applies.Unread(("text", "consistency"), "they configure task=text2image and task=consistency"),
+    )  # fmt: skip
 
     def check(self, cfg: Config) -> None:
+        super().check(cfg)
         if cfg.latent.autoencoder:
             raise ConfigError(
                 "latent.autoencoder: an autoencoder run (task=autoencoder) trains in pixel space; unset it"

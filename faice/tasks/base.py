@@ -25,8 +25,16 @@ class Task:
     multi_process = True  # trains under DDP with trial.num_workers > 1
     pixel_metrics = False  # scores psnr[pixels] / ssim[pixels] (reconstructions), besides the extractor's
 
+    ignored: tuple = ()  # faice.tasks.applies.Ignored rules: keys this task's modes do not read
+    unread: tuple = ()  # faice.tasks.applies.Unread: sections it never reads (a warning when set)
+
     def check(self, cfg: Config) -> None:
-        """Raise ConfigError (naming the key) for settings this task cannot run."""
+        """Raise ConfigError (naming the key) for settings this task cannot run or would ignore; warn
+        about keys set in sections it never reads. Subclasses extend it (super().check first)."""
+        from faice.tasks.applies import DATA_RULES, check_ignored, warn_unread
+
+        check_ignored(cfg, DATA_RULES + self.ignored)
+        warn_unread(cfg, self.name, self.unread)
 
     def prepare(self, cfg: Config) -> Config:
         """The config a run of this task actually trains (e.g. a student adopting its teacher's model)."""

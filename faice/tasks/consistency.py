@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from faice.config.schema import Config
 from faice.errors import ConfigError
+from faice.tasks import applies
 from faice.tasks.base import TASKS
 from faice.tasks.diffusion import DiffusionTask
 
@@ -17,8 +18,20 @@ if TYPE_CHECKING:  # torch is imported where it is used: the registry loads with
 class ConsistencyTask(DiffusionTask):
     name = "consistency"
     teaches = False
+    # what depends on the model, forward process and latent space is checked once the student has
+    # adopted its teacher's (prepare)
+    ignored = (
+        applies.Ignored(("consistency.huber_c",), lambda c: c.consistency.loss != "huber",
+                        "only consistency.loss=huber uses c; set consistency.loss=huber"),
+    )  # fmt: skip
+    unread = (
+        applies.Unread(("autoencoder",), "autoencoder.* configures task=autoencoder runs"),
+        applies.Unread(("text",), "text.* configures task=text2image"),
+    )
 
     def check(self, cfg: Config) -> None:
+        super().check(cfg)
+        applies.check_karras(cfg)
         if cfg.sample.sampler != "lcm":
             raise ConfigError(
                 f"sample.sampler: a consistency model samples with lcm (1-4 steps), got {cfg.sample.sampler!r}"
@@ -34,8 +47,21 @@ class ConsistencyTask(DiffusionTask):
         from faice.consistency import LCM_STEPS
 
         teacher = teacher_config(cfg)
+        replaced = [k for section in ("model", "diffusion", "latent") for k in applies.section_keys(cfg, section)]
+        replaced = [k for k in replaced + ["data.resolution"]
+                    if applies.is_set(cfg, k) and applies.get_key(cfg, k) != applies.get_key(teacher, k)]  # fmt: skip
+        if replaced:
+            import warnings
+
+            warnings.warn(
+                "task=consistency: the student copies its teacher's model, forward process and latent space, "
+                "so these values are replaced by the teacher's: "
+                + ", ".join(f"{k}={applies.get_key(cfg, k)!r} -> {applies.get_key(teacher, k)!r}" for k in replaced),
+                stacklevel=2,
+            )  # fmt: skip
         cfg.model, cfg.diffusion, cfg.latent = teacher.model, teacher.diffusion, teacher.latent
         cfg.data.resolution = teacher.data.resolution
+        applies.check_ignored(cfg, applies.DENOISER_RULES)  # now that model and latent space are known
         if cfg.diffusion.num_train_timesteps % LCM_STEPS:
             raise ConfigError(
                 f"diffusion.num_train_timesteps: the teacher's {cfg.diffusion.num_train_timesteps} is not a "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from faice.config.schema import Config
+from faice.tasks import applies
 from faice.tasks.base import TASKS, Task
 
 if TYPE_CHECKING:  # torch is imported where it is used: the registry loads without it
@@ -28,6 +29,17 @@ SAMPLE_KEYS = ("sampler", "num_inference_steps", "eta", "clip_sample", "karras_s
 class DiffusionTask(Task):
     name = "diffusion"
     teaches = True
+    ignored = applies.DENOISER_RULES
+    unread = (
+        applies.Unread(("autoencoder",), "autoencoder.* configures task=autoencoder runs; a latent run reads "
+                       "its autoencoder from latent.autoencoder's checkpoint"),
+        applies.Unread(("text",), "text.* configures task=text2image"),
+        applies.Unread(("consistency",), "consistency.* configures task=consistency"),
+    )  # fmt: skip
+
+    def check(self, cfg: Config) -> None:
+        super().check(cfg)
+        applies.check_karras(cfg)
 
     def build_model(self, cfg: Config) -> torch.nn.Module:
         from faice.models import build_model

@@ -144,6 +144,10 @@ def test_export_is_a_complete_pipeline_with_the_adapters_fused(lora_run, sd_fold
         sd_folder, safety_checker=None, requires_safety_checker=False
     )
     base.load_lora_weights(lora_run.checkpoint / "model")
+    # the export samples with the run's sampler (sample.sampler=ddim) on the folder's noise schedule
+    assert type(exported.scheduler).__name__ == "DDIMScheduler" != type(base.scheduler).__name__
+    np.testing.assert_allclose(exported.scheduler.betas, base.scheduler.betas)
+    base.scheduler = exported.scheduler
     prompt = "a man with glasses"
     np.testing.assert_allclose(images(exported, prompt, 1), images(base, prompt, 1), atol=1e-4)
 
