@@ -20,9 +20,10 @@ __all__ = ["CUSTOM_FILE", "PIPELINES", "export_pipeline", "needs_faice_pipeline"
 
 
 def export_pipeline(
-    checkpoint: str | Path, out: str | Path, sampler: str | None = None, use_ema: bool = True
+    checkpoint: str | Path, out: str | Path, sampler: str | None = None, use_ema: bool | None = None
 ) -> Path:
     """Write `out` so that `diffusers.DiffusionPipeline.from_pretrained(out)` samples the checkpoint's
-    model (with trust_remote_code=True for a FaicePipeline export); returns `out`."""
+    model (with trust_remote_code=True for a FaicePipeline export; its EMA weights per use_ema, None = the run's
+    sample.use_ema); returns `out`."""
     model, cfg, ckpt = load_checkpoint_model(checkpoint, use_ema=use_ema)
     return task_of(cfg).export(model, cfg, ckpt, Path(out), sampler)

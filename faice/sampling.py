@@ -47,8 +47,12 @@ def generate(
     return task_of(cfg).generate(model, cfg, n, seed, batch_size, labels, overrides)
 
 
-def load_checkpoint_model(ckpt: str | Path, use_ema: bool = True) -> tuple[torch.nn.Module, Config, Path]:
-    """(model, its run config, checkpoint path); the EMA weights when asked for and present."""
+def load_checkpoint_model(
+    ckpt: str | Path, use_ema: bool | None = None
+) -> tuple[torch.nn.Module, Config, Path]:
+    """(model, its run config, checkpoint path); the EMA weights when present and asked for (use_ema; None =
+    the run's sample.use_ema)."""
     ckpt = resolve_checkpoint(ckpt)
     cfg = load_config(ckpt / "config.yaml")
+    use_ema = cfg.sample.use_ema if use_ema is None else use_ema
     return task_of(cfg).load_model(ckpt, cfg, use_ema), cfg, ckpt

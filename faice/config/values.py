@@ -29,6 +29,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
     if origin is Literal:
+        if isinstance(value, bool) and value not in args:  # YAML 1.1 reads no/off/yes/on as booleans
+            spelled = [a for a in args if isinstance(a, str) and yaml.safe_load(a) is value]
+            value = spelled[0] if len(spelled) == 1 else value
         if value not in args:
             raise ConfigError(f"{key}: invalid choice {value!r}; valid choices: {', '.join(map(str, args))}")
         return value

@@ -74,6 +74,20 @@ def _multi_process_cpu() -> bool:
     return not torch.cuda.is_available() and world > 1
 
 
+def make_accelerator(cfg: Config) -> Accelerator:
+    """The Accelerator a run of `cfg` trains with: its precision (train.mixed_precision), gradient
+    accumulation (train.grad_accum) and, for several CPU processes, gloo ranks."""
+    # accelerate keeps one process-wide state; a second run in this process may use another precision
+    AcceleratorState._reset_state(reset_partial_state=True)
+    speed.check_device_precision(cfg.train.mixed_precision)
+    GradientState._reset_state()
+    return Accelerator(
+        mixed_precision=cfg.train.mixed_precision,
+        gradient_accumulation_steps=cfg.train.grad_accum,
+        cpu=_multi_process_cpu(),
+    )
+
+
 def run_dir_for(cfg: Config) -> Path:
     """The default run folder of `cfg`: <train.output_dir>/<run name>."""
     return Path(cfg.train.output_dir) / cfg.run_name
@@ -124,15 +138,7 @@ def train(
     task = task_of(cfg)
     cfg = task.prepare(cfg)  # e.g. a consistency student adopts its teacher's architecture
     run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
-    # accelerate keeps one process-wide state; a second run in this process may use another precision
-    AcceleratorState._reset_state(reset_partial_state=True)
-    speed.check_device_precision(cfg.train.mixed_precision)
-    GradientState._reset_state()
-    accelerator = Accelerator(
-        mixed_precision=cfg.train.mixed_precision,
-        gradient_accumulation_steps=cfg.train.grad_accum,
-        cpu=_multi_process_cpu(),
-    )
+    accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
     ckpt = _start(cfg, run_dir, resume)
     if main:
