@@ -547,3 +547,91 @@ def test_guidance_and_attributes_steer_a_conditional_models_samples(debug_cfg):
     over = ("model.conditioning=[Male, Smiling]", "sample.num_inference_steps=2")
     g1, g1_again, g3 = (generate(model, debug_cfg(*over, f"sample.guidance_scale={g}"), 2, 0) for g in (1, 1, 3))
     assert torch.equal(g1, g1_again) and not torch.allclose(g1, g3)
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+@wires("data.path", "data.source", "data.synthetic_count", "data.synthetic_seed")
+def test_a_synthetic_dataset_is_written_where_and_as_the_config_says(debug_cfg, tmp_path):
+    import numpy as np
+
+    from faice.data.ensure import ensure_dataset
+    from faice.data.shards import read_manifest
+    from faice.errors import ConfigError
+    from faice.metrics.reference import real_images
+
+    made = {}
+    for seed in (3, 4):
+        cfg = debug_cfg(f"data.path={tmp_path / str(seed)}", "data.synthetic_count=40", f"data.synthetic_seed={seed}")
+        assert ensure_dataset(cfg.data) == tmp_path / str(seed)
+        manifest = read_manifest(tmp_path / str(seed))
+        assert sum(s["count"] for s in manifest["splits"].values()) == 40
+        made[seed] = real_images(cfg.data.path, "train", 16, 8)
+    assert not np.array_equal(made[3], made[4])
+    with pytest.raises(ConfigError, match="data.path: no prepared dataset"):
+        ensure_dataset(debug_cfg(f"data.path={tmp_path / 'none'}", "data.source=shards").data)
+
+
+@wires("data.resolution", "data.split")
+def test_the_loader_reads_the_split_at_the_resolution(debug_cfg):
+    state = state_of(debug_cfg, "data.resolution=8", "data.split=test", "train.batch_size=4")
+    assert state.loader.split == "test" and first_batch(state).shape == (4, 3, 8, 8)
+    train = state_of(debug_cfg, "data.resolution=8", "train.batch_size=4")
+    assert not torch.equal(first_batch(state), first_batch(train))
+
+
+@wires("data.hflip")
+def test_hflip_mirrors_about_half_the_images(debug_cfg):
+    plain = first_batch(state_of(debug_cfg, "data.hflip=false", "train.batch_size=32"))
+    flipped = first_batch(state_of(debug_cfg, "data.hflip=true", "train.batch_size=32"))
+    mirrored = [torch.equal(f, p.flip(-1)) and not torch.equal(f, p) for f, p in zip(flipped, plain, strict=True)]
+    same = [torch.equal(f, p) for f, p in zip(flipped, plain, strict=True)]
+    assert all(m or s for m, s in zip(mirrored, same, strict=True)) and 0.2 < sum(mirrored) / 32 < 0.8
+
+
+@wires("data.crop", "data.crop_scale", "data.blur_sigma", "data.blur_kernel", "data.blur_prob")
+def test_crop_and_blur_change_the_training_images(debug_cfg):
+    def batch(*over):
+        return first_batch(state_of(debug_cfg, "data.hflip=false", "train.batch_size=16", *over))
+
+    def roughness(x):  # mean absolute difference of neighbouring pixels: blur lowers it
+        return (x[..., 1:] - x[..., :-1]).abs().mean().item()
+
+    plain = batch()
+    center = batch("data.crop=center", "data.crop_scale=0.5")
+    center_wide = batch("data.crop=center", "data.crop_scale=0.75")
+    assert not torch.allclose(plain, center) and not torch.allclose(center, center_wide)
+    assert roughness(center) < roughness(plain)  # a 2x zoom: neighbouring pixels are closer
+    blurred = batch("data.blur_sigma=1.5", "data.blur_prob=1.0")
+    assert roughness(blurred) < 0.8 * roughness(plain)
+    none_blurred = batch("data.blur_sigma=1.5", "data.blur_prob=0.0")
+    assert torch.equal(none_blurred, plain)
+    small_kernel = batch("data.blur_sigma=1.5", "data.blur_prob=1.0", "data.blur_kernel=3")
+    assert not torch.allclose(small_kernel, blurred)
+
+
+@wires("data.num_workers")
+def test_num_workers_starts_loader_processes_that_split_the_epoch(debug_cfg):
+    import multiprocessing
+
+    def epoch(state):
+        batches = state.loader.iter_epoch(0)
+        ids = list(next(batches)["id"])
+        workers = len(multiprocessing.active_children())  # the loader's worker processes, while it runs
+        for batch in batches:
+            ids += list(batch["id"])
+        return sorted(ids), workers
+
+    before = len(multiprocessing.active_children())
+    (pooled, workers), (single, none) = (epoch(state_of(debug_cfg, f"data.num_workers={n}", "train.batch_size=4"))
+                                         for n in (2, 0))  # fmt: skip
+    assert workers - before == 2 and none == before
+    assert len(set(pooled)) == len(pooled) > 0.8 * len(single)  # two readers split the rows, none twice
+
+
+@wires("task")
+def test_task_picks_what_is_built_and_trained(debug_cfg):
+    state = state_of(debug_cfg, "task=autoencoder", "autoencoder.name=kl-debug", "train.ema_decay=0")
+    assert type(state.model).__name__ == "AutoencoderKL" and type(state.loss_fn).__name__ == "AutoencoderLoss"
+    assert type(state_of(debug_cfg).model).__name__ == "UNet2DModel"

@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
+
 from faice.results import read_jsonl
 from faice.train.checkpoint import EVAL_PENDING, list_checkpoints
 from faice.train.loop import Hooks, train
 
 
+@pytest.mark.wires("eval.num_samples", "eval.extractor", "eval.stats_dir", "eval.num_inference_steps")
 def test_local_training_evaluates_each_checkpoint_inline(debug_cfg, tmp_path):
     cfg = debug_cfg(
         "train.max_steps=4",

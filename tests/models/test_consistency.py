@@ -44,6 +44,7 @@ def test_scalings_and_schedule_are_lcmschedulers():
     assert sorted(sched.timesteps.tolist()) == ddim_timesteps(1000).tolist()
 
 
+@pytest.mark.wires("consistency.teacher")
 def test_the_loss_is_the_formula_and_only_the_student_learns(debug_cfg, teacher):
     from faice.sampling import load_checkpoint_model
     from faice.tasks import task_of

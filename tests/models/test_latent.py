@@ -33,6 +33,7 @@ def kl_run(tmp_path_factory, debug_data):
 
 
 @pytest.mark.parametrize("name", sorted(AUTOENCODER_PRESETS))
+@pytest.mark.wires("autoencoder.name")
 def test_every_autoencoder_preset_trains_and_reconstructs(debug_cfg, tmp_path, name):
     from faice.models.autoencoder import build_autoencoder, reconstruct
     from faice.sampling import load_checkpoint_model
@@ -58,6 +59,7 @@ def test_every_autoencoder_preset_trains_and_reconstructs(debug_cfg, tmp_path, n
         assert model.config.num_vq_embeddings == preset["num_vq_embeddings"]
 
 
+@pytest.mark.wires("autoencoder.kl_weight", "autoencoder.commitment_weight")
 def test_regularisation_weights_change_the_loss_and_nothing_else(debug_cfg):
     from faice.models.autoencoder import AutoencoderLoss, build_autoencoder
 
@@ -77,6 +79,7 @@ def test_regularisation_weights_change_the_loss_and_nothing_else(debug_cfg):
         torch.testing.assert_close(p0["recon"], p1["recon"])  # the same reconstruction either way
 
 
+@pytest.mark.wires("autoencoder.scale_images")
 def test_scale_factor_gives_unit_variance_latents(kl_run):
     """Measured on 32 training images, applied to all of them (and their mirror images)."""
     info = json.loads((kl_run.checkpoint / "latent.json").read_text())
@@ -124,6 +127,7 @@ def test_latent_cache_is_reused_and_rebuilt_when_the_autoencoder_changes(kl_run,
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.wires("latent.autoencoder")
 def test_latent_runs_train_on_cached_latents_with_the_closed_form_target(kl_run, prediction_type):
     from faice.diffusion import param
     from faice.diffusion.loss import DiffusionLoss, denoise
@@ -199,6 +203,7 @@ def test_autoencoder_evaluation_reports_psnr_ssim_and_rfid(kl_run):
     assert 0 < result.metrics["psnr[pixels]"] < 100 and -1 <= result.metrics["ssim[pixels]"] <= 1
 
 
+@pytest.mark.wires("autoencoder.pretrained")
 def test_a_pretrained_diffusers_autoencoder_folder_works_both_ways(debug_cfg, debug_data, tmp_path):
     from diffusers import AutoencoderKL
 
@@ -234,6 +239,7 @@ def test_latent_config_errors_name_the_key(debug_cfg, tmp_path):
         debug_cfg("autoencoder.name=nope")
 
 
+@pytest.mark.wires("autoencoder.lpips_weight", "autoencoder.lpips_path")
 def test_the_autoencoders_lpips_term_adds_its_own_gradient(debug_cfg, tmp_path):
     from faice.metrics.lpips import LPIPS
     from faice.models.autoencoder import AutoencoderLoss, build_autoencoder

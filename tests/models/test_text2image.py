@@ -42,6 +42,7 @@ def images(pipe, prompt: str = "a smiling young woman", seed: int = 0) -> np.nda
                 generator=torch.Generator().manual_seed(seed)).images  # fmt: skip
 
 
+@pytest.mark.wires("text.pretrained")
 def test_lora_adapters_are_small_and_the_only_thing_that_learns(debug_cfg, sd_folder):
     from faice.text2image import Text2ImageLoss, build_unet
 
@@ -89,6 +90,7 @@ def test_resuming_a_lora_run_restores_its_adapters(lora_run, debug_data):
     assert saved and all(torch.isfinite(v).all() for v in saved.values())
 
 
+@pytest.mark.wires("text.method")
 def test_full_fine_tuning_keeps_frozen_blocks(debug_cfg, sd_folder, tmp_path):
     from diffusers import UNet2DConditionModel
 
@@ -152,6 +154,7 @@ def test_export_is_a_complete_pipeline_with_the_adapters_fused(lora_run, sd_fold
     np.testing.assert_allclose(images(exported, prompt, 1), images(base, prompt, 1), atol=1e-4)
 
 
+@pytest.mark.wires("text.prompts_file", "text.clip_path")
 def test_evaluation_scores_prompts_with_fid_and_clip_score(lora_run, tmp_path):
     from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 

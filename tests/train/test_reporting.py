@@ -31,6 +31,7 @@ def test_redact_hides_secret_looking_keys():
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.wires("log.wandb")
 def test_offline_wandb_run_logs_and_never_stores_the_key(debug_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     monkeypatch.setenv("WANDB_MODE", "offline")
