@@ -135,3 +135,50 @@ def test_consistency_config_errors_name_the_key(debug_cfg, teacher, tmp_path):
                 "train.ema_decay=0.95",
             )
         )
+
+
+def _task_loss(debug_cfg, teacher, *extra):
+    """The consistency loss a run of these settings trains with (its target: a copy of the student)."""
+    from faice.tasks import task_of
+    from faice.train.ema import EMA
+
+    task = task_of(_student_cfg(debug_cfg, teacher, *extra))
+    cfg = task.prepare(_student_cfg(debug_cfg, teacher, *extra))
+    student = task.build_model(cfg)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.02 * torch.randn_like(p, generator=None))
+    return task.build_loss(cfg, torch.device("cpu"), EMA(task.build_model(cfg), 0.95)), student, cfg
+
+
+@pytest.mark.wires("consistency.loss", "consistency.huber_c")
+def test_the_distance_is_l2_or_pseudo_huber_with_c(debug_cfg, teacher):
+    x0 = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    torch.manual_seed(0)
+    l2, student, _ = _task_loss(debug_cfg, teacher, "consistency.loss=l2")
+    parts = l2.parts(student, x0, torch.Generator().manual_seed(1))
+    d = parts["pred"] - parts["target"]
+    assert parts["loss"].item() == pytest.approx((d**2).mean().item(), rel=1e-5)
+    torch.manual_seed(0)
+    huber, student, _ = _task_loss(debug_cfg, teacher, "consistency.loss=huber", "consistency.huber_c=0.3")
+    parts = huber.parts(student, x0, torch.Generator().manual_seed(1))
+    d = parts["pred"] - parts["target"]
+    assert parts["loss"].item() == pytest.approx((torch.sqrt(d**2 + 0.09) - 0.3).mean().item(), rel=1e-5)
+
+
+@pytest.mark.wires("consistency.teacher_guidance_scale")
+def test_a_conditional_teachers_step_is_guided_by_teacher_guidance_scale(debug_cfg, debug_data, tmp_path):
+    from faice.config import load_config
+
+    cond = train(load_config("debug.yaml", [f"data.path={debug_data}", "train.max_steps=2", "model.conditioning=[Male]",
+                                            "diffusion.prediction_type=v_prediction"]), run_dir=tmp_path / "cond")  # fmt: skip
+    x0 = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    labels = torch.tensor([0, 1, 0, 1])
+    targets = {}
+    for w in (1.0, 4.0, 4.0):
+        torch.manual_seed(0)
+        loss, student, _ = _task_loss(debug_cfg, cond, f"consistency.teacher_guidance_scale={w}")
+        with torch.no_grad():  # a teacher whose class embedding matters (2 steps barely move it)
+            torch.nn.init.normal_(loss.teacher.class_embedding.weight, std=1.0)
+        targets.setdefault(w, []).append(loss.parts(student, x0, torch.Generator().manual_seed(1), labels)["x_prev"])
+    assert torch.equal(*targets[4.0]) and not torch.allclose(targets[1.0][0], targets[4.0][0])

@@ -267,3 +267,69 @@ def test_the_autoencoders_lpips_term_adds_its_own_gradient(debug_cfg, tmp_path):
     assert "lpips" not in p0 and float(p1["lpips"]) > 0
     torch.testing.assert_close(p0["recon"], p1["recon"])
     assert (g1 - g0).abs().max() > 1e-6
+
+
+@pytest.mark.wires("latent.cache_dir", "latent.encode_batch_size", "latent.posterior")
+def test_the_latent_fields_place_the_cache_batch_the_encoder_and_pick_the_posterior(kl_run, tmp_path):
+    import math
+
+    from accelerate import Accelerator
+
+    from faice.data.latents import load_autoencoder
+    from faice.train.state import build_loader
+
+    ae = load_autoencoder(kl_run.run_dir)  # the cached module the encoder uses
+    calls = []
+    hook = ae.encoder.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    try:
+        cfg = _latent_cfg(kl_run, f"latent.cache_dir={tmp_path / 'cache'}", "latent.encode_batch_size=7")
+    finally:
+        hook.remove()
+    cache = cache_dir_for(cfg)
+    assert cache.parent == tmp_path / "cache" and (cache / "manifest.json").exists()
+    count = read_cache(cache)[0]["count"]
+    assert calls and max(calls) == 7 and len(calls) % math.ceil(count / 7) == 0
+    batches = {}
+    for posterior in ("mean", "sample"):
+        cfg = _latent_cfg(kl_run, f"latent.cache_dir={tmp_path / 'cache'}", f"latent.posterior={posterior}")
+        batches[posterior] = next(iter(build_loader(cfg, Accelerator(cpu=True)).iter_epoch(0)))["image"]
+    assert batches["mean"].shape == batches["sample"].shape and not torch.allclose(batches["mean"], batches["sample"])
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [(["data.crop=random"], "data.crop"), (["data.blur_sigma=1.0"], "data.blur_sigma"),
+     (["diffusion.lpips_weight=0.1"], "diffusion.lpips_weight")],
+)  # fmt: skip
+def test_latent_runs_refuse_pixel_augmentation_and_lpips(kl_run, overrides, key):
+    from faice.tasks import task_of
+
+    cfg = _latent_cfg(kl_run, *overrides)
+    with pytest.raises(ConfigError, match=rf"^{key}=.* is ignored: "):
+        task_of(cfg)
+
+
+@pytest.mark.wires("autoencoder.kind", "autoencoder.base_channels", "autoencoder.channel_mult",
+                   "autoencoder.layers_per_block", "autoencoder.latent_channels", "autoencoder.num_vq_embeddings",
+                   "autoencoder.recon_loss")  # fmt: skip
+def test_the_autoencoder_fields_shape_the_network_and_its_loss(debug_cfg):
+    from faice.models.autoencoder import AutoencoderLoss
+    from faice.train.state import build_task_model
+
+    ae = ("task=autoencoder", "train.ema_decay=0", "autoencoder.name=kl-debug")
+    kl = build_task_model(debug_cfg(*ae, "autoencoder.base_channels=4", "autoencoder.channel_mult=[1, 2, 2]",
+                                    "autoencoder.layers_per_block=2", "autoencoder.latent_channels=6"))  # fmt: skip
+    c = kl.config
+    assert type(kl).__name__ == "AutoencoderKL"
+    assert (c.block_out_channels, c.layers_per_block, c.latent_channels) == ((4, 8, 8), 2, 6)
+    vq = build_task_model(debug_cfg(*ae, "autoencoder.kind=vq", "autoencoder.num_vq_embeddings=32"))
+    assert type(vq).__name__ == "VQModel" and vq.config.num_vq_embeddings == 32
+    x = torch.linspace(-1, 1, 2 * 3 * 16 * 16).reshape(2, 3, 16, 16)
+    parts = {}
+    for recon in ("mse", "l1"):
+        cfg = debug_cfg(*ae, f"autoencoder.recon_loss={recon}")
+        torch.manual_seed(0)
+        model = build_task_model(cfg)
+        parts[recon] = AutoencoderLoss(cfg.autoencoder).parts(model, x, torch.Generator().manual_seed(0))["recon"]
+    assert parts["mse"].item() != pytest.approx(parts["l1"].item(), rel=1e-3)
+    assert parts["mse"].item() < parts["l1"].item()  # errors below 1: squares are smaller

@@ -186,3 +186,84 @@ def test_evaluation_scores_prompts_with_fid_and_clip_score(lora_run, tmp_path):
     assert prompts == ["a smiling woman", "a man with glasses"] * 2
     by_hand = clip_score(clip.eval(), tokenizer, result.images, prompts)
     assert result.metrics["clip_score[clip]"] == pytest.approx(by_hand) and 0 <= by_hand <= 100
+
+
+@pytest.mark.wires("text.lora_rank", "text.lora_alpha", "text.lora_targets", "text.gradient_checkpointing")
+def test_the_lora_fields_shape_the_adapters(debug_cfg, sd_folder):
+    from faice.text2image import build_unet
+
+    unet = build_unet(_cfg(debug_cfg, sd_folder, "text.lora_rank=2", "text.lora_alpha=6", "text.lora_targets=[to_q]",
+                           "text.gradient_checkpointing=true"))  # fmt: skip
+    peft = unet.peft_config["default"]
+    assert (peft.r, peft.lora_alpha, set(peft.target_modules)) == (2, 6, {"to_q"})
+    downs = [p for n, p in unet.named_parameters() if "lora_A" in n]
+    assert downs and all(p.shape[0] == 2 for p in downs)
+    assert {n.split(".lora")[0].rsplit(".", 1)[-1] for n, _ in unet.named_parameters() if "lora" in n} == {"to_q"}
+    assert unet.is_gradient_checkpointing
+    assert not build_unet(_cfg(debug_cfg, sd_folder)).is_gradient_checkpointing
+
+
+@pytest.mark.wires("text.caption_dropout")
+def test_caption_dropout_reaches_the_loss(debug_cfg, sd_folder):
+    from faice.text2image import Text2ImageLoss, build_unet
+
+    seen = {}
+    for p in (0.0, 0.9):
+        cfg = _cfg(debug_cfg, sd_folder, f"text.caption_dropout={p}")
+        loss = Text2ImageLoss(cfg)
+        ids = loss.text.ids
+        prompts = []
+        loss.text.ids = lambda captions, _ids=ids, _p=prompts: (_p.extend(captions), _ids(captions))[1]
+        loss(build_unet(cfg), torch.zeros(16, 3, 16, 16), torch.Generator().manual_seed(0), ["a face"] * 16)
+        seen[p] = sum(c == "" for c in prompts)
+    assert seen[0.0] == 0 and seen[0.9] >= 10
+
+
+@pytest.mark.wires("sample.sampler", "sample.eta", "sample.karras_sigmas")
+def test_text2image_samples_with_the_configured_sampler_on_the_folders_schedule(lora_run, sd_folder):
+    from faice.evaluate import checkpoint_config
+    from faice.sampling import load_checkpoint_model
+    from faice.text2image import sd_scheduler
+
+    model, cfg, _ = load_checkpoint_model(lora_run.checkpoint)
+    cfg.data.resolution = 16
+
+    def sample(**s):
+        return generate_text(model, cfg, **s)
+
+    ddim, eta, ddpm = sample(sampler="ddim"), sample(sampler="ddim", eta=1.0), sample(sampler="ddpm")
+    assert not torch.allclose(ddim, eta) and not torch.allclose(ddim, ddpm)
+    plain, karras = sample(sampler="dpm-solver++"), sample(sampler="dpm-solver++", karras_sigmas=True)
+    assert not torch.allclose(plain, karras)
+    folder = checkpoint_config(lora_run.checkpoint)[0].text.pretrained
+    from diffusers import DDPMScheduler
+
+    reference = DDPMScheduler.from_pretrained(Path(folder) / "scheduler")
+    mapped = sd_scheduler(reference.config, "ddim")
+    assert type(mapped).__name__ == "DDIMScheduler" and torch.allclose(mapped.betas, reference.betas)
+    with pytest.raises(ConfigError, match="sample.karras_sigmas"):
+        from faice.tasks import task_of
+
+        cfg.sample.karras_sigmas = True
+        task_of(cfg)
+
+
+def generate_text(model, cfg, **sample):
+    from faice.sampling import generate
+
+    return generate(model, cfg, 1, 0, batch_size=1, **sample)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("diffusion.beta_schedule=cosine", "diffusion.beta_schedule"), ("diffusion.prediction_type=v_prediction",
+      "diffusion.prediction_type"), ("diffusion.loss=l1", "diffusion.loss"), ("model.conditioning=[Male]",
+      "model.conditioning"), ("train.label_dropout=0.2", "train.label_dropout"), ("text.method=full", None),
+     ("sample.eta=0.5", None), ("sample.sampler=pndm", None)],
+)  # fmt: skip
+def test_text2image_refuses_the_keys_its_sd_folder_decides(debug_cfg, sd_folder, override, key):
+    if key is None:  # mapped or applicable: accepted
+        _cfg(debug_cfg, sd_folder, override)
+        return
+    with pytest.raises(ConfigError, match=rf"^{key}=.* is ignored: "):
+        _cfg(debug_cfg, sd_folder, override)
