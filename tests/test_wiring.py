@@ -635,3 +635,101 @@ def test_task_picks_what_is_built_and_trained(debug_cfg):
     state = state_of(debug_cfg, "task=autoencoder", "autoencoder.name=kl-debug", "train.ema_decay=0")
     assert type(state.model).__name__ == "AutoencoderKL" and type(state.loss_fn).__name__ == "AutoencoderLoss"
     assert type(state_of(debug_cfg).model).__name__ == "UNet2DModel"
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate(debug_cfg, *overrides: str, model=None):
+    from faice.evaluate import evaluate_model
+    from faice.train.state import build_task_model
+
+    cfg = debug_cfg("eval.num_samples=8", "eval.num_inference_steps=2", "eval.kid_subset_size=4", *overrides)
+    torch.manual_seed(0)
+    model = model or build_task_model(cfg)
+    return evaluate_model(model, cfg), model
+
+
+@wires("eval.sampler", "eval.batch_size", "eval.seed")
+def test_the_evaluation_samples_with_its_sampler_batch_and_seed(debug_cfg):
+    from faice.train.state import build_task_model
+
+    torch.manual_seed(0)
+    model = build_task_model(debug_cfg())
+    sizes = []
+    hook = model.register_forward_hook(lambda m, i, o: sizes.append(len(i[0])))
+    a, _ = evaluate(debug_cfg, "eval.sampler=heun", "eval.batch_size=3", model=model)
+    hook.remove()
+    assert a.info["sampler"] == "heun" and a.info["sampler_steps"] == 2
+    assert sizes == [3] * 3 + [3] * 3 + [2] * 3  # three batches (3, 3, 2) of Heun-2: 3 evaluations each
+    b, _ = evaluate(debug_cfg, "eval.sampler=heun", "eval.batch_size=3", model=model)
+    c, _ = evaluate(debug_cfg, "eval.sampler=heun", "eval.batch_size=3", "eval.seed=99", model=model)
+    assert (a.images == b.images).all() and not (a.images == c.images).all()
+
+
+@wires("eval.fid_bootstrap", "eval.is_splits", "eval.kid_subsets", "eval.kid_subset_size")
+def test_the_metric_settings_reach_fid_is_and_kid(debug_cfg):
+    import numpy as np
+
+    from faice.metrics.stats import inception_score, kernel_inception_distance
+
+    base, model = evaluate(debug_cfg, "eval.fid_bootstrap=0")
+    assert "fid_std[faice-tiny]" not in base.metrics
+    boot, _ = evaluate(debug_cfg, "eval.fid_bootstrap=5", model=model)
+    assert boot.metrics["fid_std[faice-tiny]"] > 0
+    splits, _ = evaluate(debug_cfg, "eval.is_splits=4", "eval.kid_subsets=7", "eval.kid_subset_size=3", model=model)
+    from faice.metrics.features import build_extractor
+
+    _, logits = build_extractor("faice-tiny").features(splits.images)
+    if logits is not None:
+        assert splits.metrics["is[faice-tiny]"] == pytest.approx(inception_score(logits, 4)[0])
+    kid = kernel_inception_distance(splits.real, splits.fake, 7, 3, seed=1234)
+    assert (splits.metrics["kid[faice-tiny]"], splits.metrics["kid_std[faice-tiny]"]) == pytest.approx(kid)
+    other = kernel_inception_distance(splits.real, splits.fake, 100, 4, seed=1234)
+    assert not np.isclose(kid[1], other[1])
+
+
+@wires("eval.reference_split", "eval.reference_images")
+def test_the_reference_is_the_configured_split_and_size_and_keyed_by_its_content(debug_cfg):
+    from faice.metrics.features import build_extractor
+    from faice.scoring import reference_for
+
+    ex = build_extractor("faice-tiny")
+    from faice.data.shards import read_manifest
+
+    train = reference_for(debug_cfg("eval.reference_images=4"), ex)
+    test = reference_for(debug_cfg("eval.reference_split=test", "eval.reference_images=4"), ex)
+    full = reference_for(debug_cfg("eval.reference_split=test"), ex)
+    count = read_manifest(debug_cfg().data.path)["splits"]["test"]["count"]
+    assert len(train.features) == len(test.features) == 4 and len(full.features) == count > 4
+    assert train.path != test.path != full.path and not (train.features == test.features).all()
+
+
+@wires("eval.inception_path")
+def test_the_inception_file_is_taken_from_eval_inception_path(debug_cfg, tmp_path):
+    from faice.errors import ConfigError
+    from faice.metrics.features import check_available, inception_path
+
+    weights = tmp_path / "my-inception.pt"
+    weights.write_bytes(b"not checked here")
+    assert inception_path(debug_cfg(f"eval.inception_path={weights}").eval.inception_path) == weights
+    with pytest.raises(ConfigError, match=f"eval.inception_path: no Inception weights file at {tmp_path / 'none'}"):
+        check_available("inception", debug_cfg(f"eval.inception_path={tmp_path / 'none'}").eval)
+
+
+@wires("eval.where")
+def test_eval_where_decides_pool_or_inline_evaluation_of_a_search(debug_cfg):
+    from tune.search import _use_pool
+
+    assert _use_pool(debug_cfg("eval.num_samples=8", "eval.where=pool"))
+    assert not _use_pool(debug_cfg("eval.num_samples=8", "eval.where=inline"))
+
+
+@wires("log.progress")
+def test_log_progress_draws_the_progress_bar(debug_cfg, capsys):
+    from faice.train.loop import train
+
+    for progress in (True, False):
+        train(debug_cfg("log.progress=" + str(progress).lower(), "train.max_steps=2", f"train.run_name=p{progress}"))
+        err = capsys.readouterr().err
+        assert ("2/2" in err) is progress, err

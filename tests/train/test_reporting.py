@@ -31,11 +31,12 @@ def test_redact_hides_secret_looking_keys():
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.wires("log.wandb")
+@pytest.mark.wires("log.wandb", "log.project", "log.entity", "log.group", "log.tags")
 def test_offline_wandb_run_logs_and_never_stores_the_key(debug_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    cfg = debug_cfg("log.wandb=offline", "eval.every=3", "train.run_name=secret-check")
+    cfg = debug_cfg("log.wandb=offline", "eval.every=3", "train.run_name=secret-check", "log.project=proj-wired",
+                    "log.entity=lab-wired", "log.group=group-wired", "log.tags=[tag-one, tag-two]")  # fmt: skip
     run = tmp_path / "run"
     train(cfg, run_dir=run)
     offline = list((run / "wandb").glob("offline-run-*"))
@@ -45,6 +46,10 @@ def test_offline_wandb_run_logs_and_never_stores_the_key(debug_cfg, tmp_path, mo
     assert media, "sample grids were not logged to W&B"
     record = json.loads((run / "wandb" / "faice-run.json").read_text())  # what `faice report` links from
     assert record["id"] == "secret-check" and record["mode"] == "offline" and record["url"] is None
+    assert record["project"] == "proj-wired" and record["group"] == "group-wired"
+    data = b"".join(p.read_bytes() for p in offline[0].glob("*.wandb"))  # the run record W&B will sync
+    for value in (b"proj-wired", b"lab-wired", b"group-wired", b"tag-one", b"tag-two"):
+        assert value in data, value
     leaks = []
     for root, _, files in os.walk(tmp_path):
         for name in files:
