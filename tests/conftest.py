@@ -46,7 +46,7 @@ os.environ.setdefault("REPORTER_UPDATE_INTERVAL_MS", "60000")
 # xdist's default order of files (most tests first) gives these few-test files out, they leave one worker
 # running alone at the end while the other has finished. pyproject's --no-loadscope-reorder keeps this order.
 LONGEST_FIRST = ("tests/jobs/test_eval_service.py", "tests/jobs/test_ray_service.py", "tests/tune/test_demo_search.py",
-                 "tests/tune/test_study_spaces.py")  # fmt: skip
+                 "tests/tune/test_study_spaces.py", "tests/tune/test_study_knobs.py")  # fmt: skip
 
 
 def pytest_collection_modifyitems(session, config, items):

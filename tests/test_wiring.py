@@ -132,7 +132,7 @@ def test_the_lr_follows_warmup_then_the_schedule(debug_cfg, schedule, at_end):
     for _ in range(steps + 1):
         lrs.append(sched.get_last_lr()[0])
         sched.step()
-    assert lrs[:warmup + 1] == pytest.approx([lr * k / warmup for k in range(warmup + 1)])
+    assert lrs[: warmup + 1] == pytest.approx([lr * k / warmup for k in range(warmup + 1)])
     assert lrs[steps] == pytest.approx(at_end(lr), abs=1e-9)
     mid = warmup + (steps - warmup) // 2
     expected = {"constant": lr, "linear": lr * 0.5, "cosine": lr * 0.5 * (1 + math.cos(math.pi * 0.5))}
@@ -329,7 +329,9 @@ def test_pretrained_weights_are_loaded_and_frozen_prefixes_stay_fixed(debug_cfg,
     torch.manual_seed(5)
     source = build_task_model(debug_cfg())
     source.save_pretrained(tmp_path / "unet")
-    state = state_of(debug_cfg, f"model.pretrained={tmp_path / 'unet'}", "model.freeze=[conv_in, down_blocks.0]")
+    state = state_of(
+        debug_cfg, f"model.pretrained={tmp_path / 'unet'}", "model.freeze=[conv_in, down_blocks.0]"
+    )
     loaded = state.model.state_dict()
     assert all(torch.equal(v, loaded[k]) for k, v in source.state_dict().items())
     frozen = {n for n, p in state.model.named_parameters() if not p.requires_grad}
@@ -340,7 +342,9 @@ def test_pretrained_weights_are_loaded_and_frozen_prefixes_stay_fixed(debug_cfg,
 # ------------------------------------------------------------------------------------ forward process
 
 
-@wires("diffusion.num_train_timesteps", "diffusion.beta_schedule", "diffusion.beta_start", "diffusion.beta_end")
+@wires(
+    "diffusion.num_train_timesteps", "diffusion.beta_schedule", "diffusion.beta_start", "diffusion.beta_end"
+)
 def test_the_schedule_fields_set_the_betas_training_and_sampling_use(debug_cfg):
     from faice.diffusion.samplers import build_scheduler
 
@@ -354,9 +358,13 @@ def test_the_schedule_fields_set_the_betas_training_and_sampling_use(debug_cfg):
     torch.testing.assert_close(sched.betas.double(), expected, rtol=1e-5, atol=1e-7)
     # cosine (Nichol & Dhariwal 2021): alpha_bar(t) = cos^2(((t / T + s) / (1 + s)) pi / 2), s = 0.008
     cos = debug_cfg("diffusion.beta_schedule=cosine", "diffusion.num_train_timesteps=50")
-    abar = state_of(debug_cfg, "diffusion.beta_schedule=cosine", "diffusion.num_train_timesteps=50").loss_fn.abar
+    abar = state_of(
+        debug_cfg, "diffusion.beta_schedule=cosine", "diffusion.num_train_timesteps=50"
+    ).loss_fn.abar
     f = lambda t: math.cos((t / 50 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
-    assert abar[10].item() == pytest.approx(f(11) / f(0), rel=1e-3) and cos.diffusion.beta_schedule == "cosine"
+    assert (
+        abar[10].item() == pytest.approx(f(11) / f(0), rel=1e-3) and cos.diffusion.beta_schedule == "cosine"
+    )
 
 
 @wires("diffusion.zero_terminal_snr", "diffusion.prediction_type")
@@ -370,7 +378,10 @@ def test_zero_terminal_snr_and_the_prediction_type_reach_loss_and_sampler(debug_
     assert sched.alphas_cumprod[-1].item() == pytest.approx(0, abs=1e-12)
     assert sched.config.prediction_type == "v_prediction"
     # the zero model's loss is E[target^2]: epsilon's is 1, v's is E[a x0^2 + (1-a) eps^2]-like, x0's is E[x0^2]
-    eps, x0 = loss_of(debug_cfg, "diffusion.prediction_type=epsilon"), loss_of(debug_cfg, "diffusion.prediction_type=sample")
+    eps, x0 = (
+        loss_of(debug_cfg, "diffusion.prediction_type=epsilon"),
+        loss_of(debug_cfg, "diffusion.prediction_type=sample"),
+    )
     batch = torch.linspace(-1, 1, 4 * 3 * 16 * 16)
     assert eps == pytest.approx(1.0, abs=0.1) and x0 == pytest.approx((batch**2).mean().item(), rel=1e-5)
 
@@ -449,7 +460,10 @@ def test_run_level_keys_decide_folder_steps_logs_checkpoints_and_grids(run, debu
     lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in lines if "loss" in row] == [3, 6, 7]
     # checkpoints at 2, 4, 6 and the last step 7; two kept
-    assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == ["step-0000006", "step-0000007"]
+    assert sorted(p.name for p in (result.run_dir / "checkpoints").iterdir()) == [
+        "step-0000006",
+        "step-0000007",
+    ]
     grids = sorted(p.name for p in (result.run_dir / "samples").glob("step-*.png"))
     assert "step-0000004.png" in grids and "step-0000002.png" not in grids
     with Image.open(result.run_dir / "samples" / "step-0000004.png") as grid:
@@ -479,12 +493,16 @@ def test_sampler_steps_and_eta_decide_the_reverse_process(run, run_model):
     calls = count_calls(run_model)
     ddim = sample_images(cfg, run_model, "sample.sampler=ddim", "sample.num_inference_steps=7")
     assert len(calls) == 7
-    assert torch.equal(ddim, sample_images(cfg, run_model, "sample.sampler=ddim", "sample.num_inference_steps=7"))
+    assert torch.equal(
+        ddim, sample_images(cfg, run_model, "sample.sampler=ddim", "sample.num_inference_steps=7")
+    )
     calls.clear()
     sample_images(cfg, run_model, "sample.sampler=heun", "sample.num_inference_steps=3")
     assert len(calls) == 5  # Heun: two evaluations per step except the last
     ddpm = sample_images(cfg, run_model, "sample.sampler=ddpm", "sample.num_inference_steps=7")
-    eta = sample_images(cfg, run_model, "sample.sampler=ddim", "sample.num_inference_steps=7", "sample.eta=1.0")
+    eta = sample_images(
+        cfg, run_model, "sample.sampler=ddim", "sample.num_inference_steps=7", "sample.eta=1.0"
+    )
     assert not torch.allclose(ddim, ddpm) and not torch.allclose(ddim, eta)
 
 
@@ -538,14 +556,20 @@ def test_guidance_and_attributes_steer_a_conditional_models_samples(debug_cfg):
     from faice.tasks.diffusion import condition_labels
     from faice.train.state import build_task_model
 
-    cfg = debug_cfg("model.conditioning=[Male, Smiling]", "sample.attributes=[Male=1]", "sample.num_inference_steps=2")
+    cfg = debug_cfg(
+        "model.conditioning=[Male, Smiling]", "sample.attributes=[Male=1]", "sample.num_inference_steps=2"
+    )
     labels = decode(condition_labels(cfg, 64, seed=0), 2)
-    assert labels[:, 0].eq(1).all() and 0 < labels[:, 1].float().mean() < 1  # Male fixed, Smiling as in the data
+    assert (
+        labels[:, 0].eq(1).all() and 0 < labels[:, 1].float().mean() < 1
+    )  # Male fixed, Smiling as in the data
     torch.manual_seed(0)
     model = build_task_model(cfg)
     torch.nn.init.normal_(model.class_embedding.weight, std=1.0)  # untrained embeddings would all be ~0
     over = ("model.conditioning=[Male, Smiling]", "sample.num_inference_steps=2")
-    g1, g1_again, g3 = (generate(model, debug_cfg(*over, f"sample.guidance_scale={g}"), 2, 0) for g in (1, 1, 3))
+    g1, g1_again, g3 = (
+        generate(model, debug_cfg(*over, f"sample.guidance_scale={g}"), 2, 0) for g in (1, 1, 3)
+    )
     assert torch.equal(g1, g1_again) and not torch.allclose(g1, g3)
 
 
@@ -563,7 +587,9 @@ def test_a_synthetic_dataset_is_written_where_and_as_the_config_says(debug_cfg, 
 
     made = {}
     for seed in (3, 4):
-        cfg = debug_cfg(f"data.path={tmp_path / str(seed)}", "data.synthetic_count=40", f"data.synthetic_seed={seed}")
+        cfg = debug_cfg(
+            f"data.path={tmp_path / str(seed)}", "data.synthetic_count=40", f"data.synthetic_seed={seed}"
+        )
         assert ensure_dataset(cfg.data) == tmp_path / str(seed)
         manifest = read_manifest(tmp_path / str(seed))
         assert sum(s["count"] for s in manifest["splits"].values()) == 40
@@ -585,7 +611,9 @@ def test_the_loader_reads_the_split_at_the_resolution(debug_cfg):
 def test_hflip_mirrors_about_half_the_images(debug_cfg):
     plain = first_batch(state_of(debug_cfg, "data.hflip=false", "train.batch_size=32"))
     flipped = first_batch(state_of(debug_cfg, "data.hflip=true", "train.batch_size=32"))
-    mirrored = [torch.equal(f, p.flip(-1)) and not torch.equal(f, p) for f, p in zip(flipped, plain, strict=True)]
+    mirrored = [
+        torch.equal(f, p.flip(-1)) and not torch.equal(f, p) for f, p in zip(flipped, plain, strict=True)
+    ]
     same = [torch.equal(f, p) for f, p in zip(flipped, plain, strict=True)]
     assert all(m or s for m, s in zip(mirrored, same, strict=True)) and 0.2 < sum(mirrored) / 32 < 0.8
 
@@ -677,7 +705,9 @@ def test_the_metric_settings_reach_fid_is_and_kid(debug_cfg):
     assert "fid_std[faice-tiny]" not in base.metrics
     boot, _ = evaluate(debug_cfg, "eval.fid_bootstrap=5", model=model)
     assert boot.metrics["fid_std[faice-tiny]"] > 0
-    splits, _ = evaluate(debug_cfg, "eval.is_splits=4", "eval.kid_subsets=7", "eval.kid_subset_size=3", model=model)
+    splits, _ = evaluate(
+        debug_cfg, "eval.is_splits=4", "eval.kid_subsets=7", "eval.kid_subset_size=3", model=model
+    )
     from faice.metrics.features import build_extractor
 
     _, logits = build_extractor("faice-tiny").features(splits.images)
@@ -713,7 +743,9 @@ def test_the_inception_file_is_taken_from_eval_inception_path(debug_cfg, tmp_pat
     weights = tmp_path / "my-inception.pt"
     weights.write_bytes(b"not checked here")
     assert inception_path(debug_cfg(f"eval.inception_path={weights}").eval.inception_path) == weights
-    with pytest.raises(ConfigError, match=f"eval.inception_path: no Inception weights file at {tmp_path / 'none'}"):
+    with pytest.raises(
+        ConfigError, match=f"eval.inception_path: no Inception weights file at {tmp_path / 'none'}"
+    ):
         check_available("inception", debug_cfg(f"eval.inception_path={tmp_path / 'none'}").eval)
 
 
@@ -730,6 +762,10 @@ def test_log_progress_draws_the_progress_bar(debug_cfg, capsys):
     from faice.train.loop import train
 
     for progress in (True, False):
-        train(debug_cfg("log.progress=" + str(progress).lower(), "train.max_steps=2", f"train.run_name=p{progress}"))
+        train(
+            debug_cfg(
+                "log.progress=" + str(progress).lower(), "train.max_steps=2", f"train.run_name=p{progress}"
+            )
+        )
         err = capsys.readouterr().err
         assert ("2/2" in err) is progress, err

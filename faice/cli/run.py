@@ -54,7 +54,11 @@ def add_sample(sub) -> None:
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the run's)")
     p.add_argument("--n", type=int, help="number of images (default: sample.num_images)")
     p.add_argument("--seed", type=int, help="noise seed (default: sample.seed)")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA (default: the run's sample.use_ema)")
+    p.add_argument(
+        "--no-ema",
+        action="store_true",
+        help="use the raw weights instead of the EMA (default: the run's sample.use_ema)",
+    )
     p.add_argument("--out", help="output folder (default: <checkpoint>/samples)")
     p.set_defaults(fn=cmd_sample)
 
@@ -105,7 +109,11 @@ def add_export(sub) -> None:
         choices=SAMPLERS.names(),
         help="scheduler of the pipeline (default: the run's sample.sampler)",
     )
-    p.add_argument("--no-ema", action="store_true", help="export the raw weights instead of the EMA (default: the run's sample.use_ema)")
+    p.add_argument(
+        "--no-ema",
+        action="store_true",
+        help="export the raw weights instead of the EMA (default: the run's sample.use_ema)",
+    )
     p.set_defaults(fn=cmd_export)
 
 
@@ -113,7 +121,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     """`faice export`: a diffusers pipeline folder; exit code."""
     from faice.export import export_pipeline
 
-    out = export_pipeline(args.checkpoint, args.out, sampler=args.sampler, use_ema=False if args.no_ema else None)
+    out = export_pipeline(
+        args.checkpoint, args.out, sampler=args.sampler, use_ema=False if args.no_ema else None
+    )
     custom = (out / "pipeline.py").exists()
     load = (
         "DiffusionPipeline.from_pretrained(PATH, trust_remote_code=True)"

@@ -47,7 +47,9 @@ class ConsistencyTask(DiffusionTask):
         from faice.consistency import LCM_STEPS
 
         teacher = teacher_config(cfg)
-        replaced = [k for section in ("model", "diffusion", "latent") for k in applies.section_keys(cfg, section)]
+        replaced = [
+            k for section in ("model", "diffusion", "latent") for k in applies.section_keys(cfg, section)
+        ]
         replaced = [k for k in replaced + ["data.resolution"]
                     if applies.is_set(cfg, k) and applies.get_key(cfg, k) != applies.get_key(teacher, k)]  # fmt: skip
         if replaced:

@@ -45,7 +45,9 @@ class Text2ImageTask(Task):
     )  # fmt: skip
     unread = (
         applies.Unread(("model",), "the UNet is text.pretrained's", except_keys=("model.freeze",)),
-        applies.Unread(("autoencoder", "consistency"), "they configure task=autoencoder and task=consistency"),
+        applies.Unread(
+            ("autoencoder", "consistency"), "they configure task=autoencoder and task=consistency"
+        ),
     )
 
     def check(self, cfg: Config) -> None:
@@ -125,7 +127,9 @@ class Text2ImageTask(Task):
         from faice.text2image import LORA_FILE, pipeline_for, sd_scheduler
 
         pipe = pipeline_for(cfg, ckpt)
-        pipe.scheduler = sd_scheduler(pipe.scheduler.config, sampler or cfg.sample.sampler, cfg.sample.karras_sigmas)
+        pipe.scheduler = sd_scheduler(
+            pipe.scheduler.config, sampler or cfg.sample.sampler, cfg.sample.karras_sigmas
+        )
         lora = ckpt / "model" / LORA_FILE
         if lora.exists():
             pipe.fuse_lora()

@@ -180,5 +180,7 @@ def test_a_conditional_teachers_step_is_guided_by_teacher_guidance_scale(debug_c
         loss, student, _ = _task_loss(debug_cfg, cond, f"consistency.teacher_guidance_scale={w}")
         with torch.no_grad():  # a teacher whose class embedding matters (2 steps barely move it)
             torch.nn.init.normal_(loss.teacher.class_embedding.weight, std=1.0)
-        targets.setdefault(w, []).append(loss.parts(student, x0, torch.Generator().manual_seed(1), labels)["x_prev"])
+        targets.setdefault(w, []).append(
+            loss.parts(student, x0, torch.Generator().manual_seed(1), labels)["x_prev"]
+        )
     assert torch.equal(*targets[4.0]) and not torch.allclose(targets[1.0][0], targets[4.0][0])

@@ -293,7 +293,9 @@ def test_the_latent_fields_place_the_cache_batch_the_encoder_and_pick_the_poster
     for posterior in ("mean", "sample"):
         cfg = _latent_cfg(kl_run, f"latent.cache_dir={tmp_path / 'cache'}", f"latent.posterior={posterior}")
         batches[posterior] = next(iter(build_loader(cfg, Accelerator(cpu=True)).iter_epoch(0)))["image"]
-    assert batches["mean"].shape == batches["sample"].shape and not torch.allclose(batches["mean"], batches["sample"])
+    assert batches["mean"].shape == batches["sample"].shape and not torch.allclose(
+        batches["mean"], batches["sample"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -330,6 +332,8 @@ def test_the_autoencoder_fields_shape_the_network_and_its_loss(debug_cfg):
         cfg = debug_cfg(*ae, f"autoencoder.recon_loss={recon}")
         torch.manual_seed(0)
         model = build_task_model(cfg)
-        parts[recon] = AutoencoderLoss(cfg.autoencoder).parts(model, x, torch.Generator().manual_seed(0))["recon"]
+        parts[recon] = AutoencoderLoss(cfg.autoencoder).parts(model, x, torch.Generator().manual_seed(0))[
+            "recon"
+        ]
     assert parts["mse"].item() != pytest.approx(parts["l1"].item(), rel=1e-3)
     assert parts["mse"].item() < parts["l1"].item()  # errors below 1: squares are smaller

@@ -198,7 +198,9 @@ def test_the_lora_fields_shape_the_adapters(debug_cfg, sd_folder):
     assert (peft.r, peft.lora_alpha, set(peft.target_modules)) == (2, 6, {"to_q"})
     downs = [p for n, p in unet.named_parameters() if "lora_A" in n]
     assert downs and all(p.shape[0] == 2 for p in downs)
-    assert {n.split(".lora")[0].rsplit(".", 1)[-1] for n, _ in unet.named_parameters() if "lora" in n} == {"to_q"}
+    assert {n.split(".lora")[0].rsplit(".", 1)[-1] for n, _ in unet.named_parameters() if "lora" in n} == {
+        "to_q"
+    }
     assert unet.is_gradient_checkpointing
     assert not build_unet(_cfg(debug_cfg, sd_folder)).is_gradient_checkpointing
 
@@ -267,3 +269,14 @@ def test_text2image_refuses_the_keys_its_sd_folder_decides(debug_cfg, sd_folder,
         return
     with pytest.raises(ConfigError, match=rf"^{key}=.* is ignored: "):
         _cfg(debug_cfg, sd_folder, override)
+
+
+def test_text_lora_rank_changes_the_adapters(sd_folder, debug_data, tmp_path):
+    """text-lora.yaml's knob (tests/tune/test_study_knobs.py runs the other spaces'): two of its ranks,
+    from trial configs built as the launcher builds them, train different adapters."""
+    from tests.tune.knobs import differs, knob_pairs
+
+    pairs = knob_pairs("text-lora.yaml", tmp_path, f"config.data.path={debug_data}", f"config.text.pretrained={sd_folder}",
+                       "config.eval.num_inference_steps=2", "config.sample.num_inference_steps=2")  # fmt: skip
+    assert [key for key, _, _ in pairs] == ["text.lora_rank"]
+    assert all(differs(key, a, b) for key, a, b in pairs)

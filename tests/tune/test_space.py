@@ -77,7 +77,9 @@ def test_every_shipped_space_loads_and_round_trips_at_both_scales(path, scale, t
     cfg = spec.config_for()
     if scale == "tiny":  # synthetic faces on a CPU, ranked by a metric validated against the reference
         # the demo's settings (text-lora's without the UNet and forward process its SD folder decides)
-        assert Path(spec.base).name in ("demo.yaml", "text-lora-tiny.yaml") and spec.trial.gpus_per_worker == 0
+        assert (
+            Path(spec.base).name in ("demo.yaml", "text-lora-tiny.yaml") and spec.trial.gpus_per_worker == 0
+        )
         assert cfg.data.source == "synthetic"
         assert "faice-tiny" not in spec.metric and cfg.eval.extractor == "inception", spec.metric
     else:  # the original's 128 px CelebA-HQ settings on GPUs, real Inception FID, several seeds
