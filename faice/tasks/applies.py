@@ -141,6 +141,10 @@ UNET_KEYS = tuple(f"model.{k}" for k in ("base_channels", "channel_mult", "layer
 DIT_KEYS = tuple(f"model.{k}" for k in ("depth", "width", "heads", "patch_size"))
 AUGMENT_KEYS = ("data.crop", "data.crop_scale", "data.blur_sigma", "data.blur_kernel", "data.blur_prob")
 
+# every sampling task (diffusion, consistency, text2image): eta is a DDIM-only knob
+ETA_RULE = Ignored(("sample.eta",), lambda c: "ddim" not in samplers_used(c),
+                   "only the ddim sampler takes eta; set sample.sampler=ddim (or eval.sampler=ddim)")  # fmt: skip
+
 # keys every image-training task reads the same way (diffusion, consistency, autoencoder, text2image)
 DATA_RULES = (
     Ignored(("data.crop_scale",), lambda c: c.data.crop == "none",
@@ -168,8 +172,7 @@ DENOISER_RULES = (
             "model.pretrained's config.json fixes the architecture; unset model.pretrained to build one"),
     Ignored(("train.label_dropout", "sample.guidance_scale"), unconditional,
             "the model is unconditional (model.conditioning is []); condition it, e.g. model.conditioning=[Male]"),
-    Ignored(("sample.eta",), lambda c: "ddim" not in samplers_used(c),
-            "only the ddim sampler takes eta; set sample.sampler=ddim (or eval.sampler=ddim)"),
+    ETA_RULE,
     Ignored(("latent.posterior", "latent.cache_dir", "latent.encode_batch_size"), pixel,
             "the run is in pixel space (latent.autoencoder is empty); set latent.autoencoder for latents"),
 )  # fmt: skip

@@ -38,8 +38,7 @@ class Text2ImageTask(Task):
                         lambda c: c.text.method == "full", "text.method=full trains the whole UNet, no adapters"),
         applies.Ignored(("train.label_dropout",), lambda c: True,
                         "captions, not labels, condition the UNet; text.caption_dropout drops them"),
-        applies.Ignored(("sample.eta",), lambda c: "ddim" not in applies.samplers_used(c),
-                        "only the ddim sampler takes eta; set sample.sampler=ddim (or eval.sampler=ddim)"),
+        applies.ETA_RULE,
         applies.Ignored(("latent.autoencoder", "latent.posterior", "latent.cache_dir", "latent.encode_batch_size"),
                         lambda c: True, "Stable Diffusion encodes with its own vae/ (text.pretrained)"),
     )  # fmt: skip
