@@ -162,7 +162,11 @@ class WandbReporter:
         self.run.log({key: self._wandb.Image(image, caption=caption)}, step=step)
 
     def close(self) -> None:
+        # finish() only tells the W&B service the run is over: the service writes the rest of the run
+        # file afterwards, on its own. teardown() waits for it, so the run is complete on disk before the
+        # closed marker says so and before Ray may kill this process (and the service with it).
         self.run.finish()
+        self._wandb.teardown()
         marker = self.run_dir / WANDB_CLOSED
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"id": self.run.id, "step": self.last_step}))
