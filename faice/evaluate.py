@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from faice.config import Config
+from faice.durable import append_json_line
 from faice.errors import ConfigError
 from faice.metrics.features import Extractor, build_extractor
 from faice.scoring import (
@@ -107,8 +108,7 @@ def save_grid(result: EvalResult, run_dir: str | Path, step: int, grid_images: i
 
 def append_eval(run_dir: str | Path, row: dict) -> None:
     """One line of run_dir/eval.jsonl (each run has one writer: its trainer or the pool dispatcher)."""
-    with (Path(run_dir) / EVAL_LOG).open("a") as f:
-        f.write(json.dumps(row, default=str) + "\n")
+    append_json_line(Path(run_dir) / EVAL_LOG, row)  # (a torn last line of a dead writer is cut first)
 
 
 def write_eval(result: EvalResult, run_dir: str | Path, step: int, grid_images: int = 16) -> dict:

@@ -145,7 +145,6 @@ def quiet_report_logs() -> None:
 
 def worker_loop(loop_config: dict) -> None:
     """Body of every Ray Train worker: the faice loop, resuming from Ray's latest checkpoint if any."""
-    from faice.train.checkpoint import EVAL_PENDING
     from faice.train.loop import Hooks, train
     from jobs.eval_pool import get_dispatcher
 
@@ -163,8 +162,7 @@ def worker_loop(loop_config: dict) -> None:
         ray.train.report({**metrics, "step": step})
 
     def on_checkpoint(path: Path, step: int, metrics: dict) -> None:
-        if pool is not None:
-            (path / EVAL_PENDING).touch()  # pruning keeps it until the pool has read it
+        if pool is not None:  # (born marked EVAL_PENDING: pruning keeps it until the pool has read it)
             pool.submit.remote(trial_id, run_dir, str(path), step, step >= cfg.train.max_steps)
         ckpt = Checkpoint.from_directory(str(path)) if rank == 0 else None
         ray.train.report({**metrics, "step": step, "checkpoint_step": step}, checkpoint=ckpt)
@@ -176,6 +174,7 @@ def worker_loop(loop_config: dict) -> None:
         on_metrics=on_metrics,
         on_checkpoint=on_checkpoint,
         inline_eval=not pool_name,
+        pool_evaluates_checkpoints=pool is not None,
         poll_evals=poll_evals if pool is not None else None,
         await_eval_steps=frozenset(loop_config.get("rungs") or ()),
         await_eval_timeout_s=loop_config.get("rung_wait_s", 600.0),

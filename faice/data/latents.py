@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 import torch
 
 from faice.data.shards import ATTR_PREFIX, manifest_hash, read_manifest
+from faice.durable import temp_path
 
 ROWS_PER_SHARD = 4096
 CACHE_VERSION = 1
@@ -207,7 +207,7 @@ def encode_dataset(
     _, ckpt = autoencoder_folder(autoencoder)
     stored = read_scale(ckpt) if ckpt is not None else None
     scale = stored if stored is not None else scale_factor(torch.from_numpy(arrays["mean"]))
-    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")  # trials starting together may both encode
+    tmp = temp_path(out)  # trials starting together may both encode
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shards = []

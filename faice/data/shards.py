@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from faice.durable import write_json_atomic
+
 FORMAT_VERSION = 1
 ENCODINGS = ("raw", "png")
 MANIFEST_NAME = "manifest.json"
@@ -262,9 +264,7 @@ def write_manifest(
     }
     manifest["content_hash"] = manifest_hash(manifest)
     path = Path(out_dir) / MANIFEST_NAME
-    tmp = path.with_name(f".{MANIFEST_NAME}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, manifest)
     return manifest
 
 

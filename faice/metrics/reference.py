@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from faice.data.shards import manifest_hash, read_images, read_manifest
+from faice.durable import temp_path
 from faice.metrics.features import Extractor
 from faice.metrics.stats import feature_stats
 
@@ -64,7 +65,7 @@ def reference_stats(
     features, _ = extractor.features(real_images(data_path, split, resolution, limit))
     mu, sigma = feature_stats(features)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    tmp = path.with_name(temp_path(path).name + ".npz")  # np.savez wants the suffix
     np.savez(tmp, mu=mu, sigma=sigma, features=features, extractor=extractor.fingerprint, split=split)
     os.replace(tmp, path)
     return ReferenceStats(mu, sigma, features, path, computed=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from faice.config import flatten, read_yaml
+from faice.durable import read_json_lines, write_json_atomic
 from faice.errors import ConfigError
 
 BOOKKEEPING = frozenset({"name", "train.run_name", "train.output_dir", "log.group"})
@@ -63,18 +64,7 @@ def _metric_mode(spec: dict) -> tuple[str, str]:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """The JSON objects of a metrics.jsonl; lines that do not parse (a line still being written) are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "step" in row:
-            rows.append(row)
-    return rows
+    return [r for r in read_json_lines(path) if "step" in r]
 
 
 def _read_yaml(path: Path) -> dict | None:
@@ -233,7 +223,7 @@ def write_trials(search_dir: str | Path, trials: dict[str, dict]) -> Path:
     """The runner's record of each trial, {trial_id: {"status": Ray's (TERMINATED, ERROR, ...), "params":
     its sampled params}}, as search_dir/trials.json (what `collect` merges with the run folders)."""
     path = Path(search_dir) / TRIALS_FILE
-    path.write_text(json.dumps(trials, indent=2, default=str))
+    write_json_atomic(path, trials, default=str)
     return path
 
 

@@ -4,11 +4,13 @@ notes), and the console table of `faice results`."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any
 
+from faice.durable import write_text_atomic
 from faice.figures import md_table
 from faice.results.rows import (
     FINISHED,
@@ -102,13 +104,14 @@ def write_tables(rows: list[TrialRow], search_dir: str | Path, spec: dict) -> tu
     header = [*table[0], "grid"]
     table = table[: len(ranked)]
     csv_path = search_dir / "results.csv"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=header)
-        writer.writeheader()
-        for r, cells in zip(ranked, table, strict=True):
-            writer.writerow({k: "" if v is None else v for k, v in {**cells, "grid": r.grid}.items()})
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=header)
+    writer.writeheader()
+    for r, cells in zip(ranked, table, strict=True):
+        writer.writerow({k: "" if v is None else v for k, v in {**cells, "grid": r.grid}.items()})
+    write_text_atomic(csv_path, out.getvalue())  # rewritten as each trial ends: never half a table
     md_path = search_dir / "results.md"
-    md_path.write_text(_markdown(ranked, table, search_dir, spec))
+    write_text_atomic(md_path, _markdown(ranked, table, search_dir, spec))
     return csv_path, md_path
 
 

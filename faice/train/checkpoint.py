@@ -1,9 +1,10 @@
-"""Checkpoints as plain folders, written atomically (temp dir + rename), the last K kept.
+"""Checkpoints as plain folders, written durably (temp dir, fsync, rename), the last K kept.
 
 step-000200/
   model/  ema/         diffusers save_pretrained layout (config.json + safetensors)
   optimizer.pt         optimizer state   (loaded with weights_only=True)
   scheduler.pt         lr scheduler state
+  scaler.pt            fp16 loss-scaler state (only when a GradScaler is in use)
   config.yaml          the resolved run config
   state.json           step, epoch, position in the epoch, last metrics
 """
@@ -14,10 +15,13 @@ import json
 import os
 import re
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from faice.durable import TEMP_PREFIX, fsync_dir, fsync_tree, temp_path
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 EVAL_PENDING = ".eval-pending"
@@ -64,28 +68,97 @@ def save_checkpoint(
     lr_scheduler,
     config_yaml: str,
     keep: int,
+    scaler=None,
+    eval_pending: bool = False,
 ) -> Path:
-    """Write checkpoint step-N atomically and delete all but the newest `keep`; returns its path."""
+    """Write checkpoint step-N durably and delete all but the newest `keep`; returns its path.
+
+    The folder is written under a temp name, every file and folder fsynced, then renamed into place; an
+    older step-N is moved aside (not deleted) until the new one is in place. Pruning comes after that, and
+    skips checkpoints an evaluation still holds (`EVAL_PENDING`; `eval_pending` marks this one so before
+    it is visible, so no pruner ever sees it unmarked)."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(progress.step)
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_path(final)
     tmp.mkdir()
-    save_model(model, tmp / "model")
-    if ema_model is not None:
-        ema_model.save_pretrained(tmp / "ema")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(lr_scheduler.state_dict(), tmp / "scheduler.pt")
-    (tmp / "config.yaml").write_text(config_yaml)
-    (tmp / "state.json").write_text(json.dumps(progress.__dict__, indent=2))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        save_model(model, tmp / "model")
+        if ema_model is not None:
+            ema_model.save_pretrained(tmp / "ema")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(lr_scheduler.state_dict(), tmp / "scheduler.pt")
+        if scaler is not None:
+            torch.save(scaler.state_dict(), tmp / "scaler.pt")
+        (tmp / "config.yaml").write_text(config_yaml)
+        if eval_pending:
+            (tmp / EVAL_PENDING).touch()
+        (tmp / "state.json").write_text(json.dumps(progress.__dict__, indent=2))  # last: marks it complete
+        fsync_tree(tmp)
+        aside = None
+        if final.exists():  # the same step again (a resumed run re-saving it): keep it until replaced
+            aside = temp_path(final)
+            os.rename(final, aside)
+        os.replace(tmp, final)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
     for old in list_checkpoints(run_dir)[:-keep]:
         if not (old / EVAL_PENDING).exists():
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def sweep_temp(run_dir: str | Path) -> list[str]:
+    """Delete the temp folders dead writers left in run_dir/checkpoints (a run has one writer: call this
+    when it starts); returns their names."""
+    root = Path(run_dir) / "checkpoints"
+    swept = sorted(p.name for p in root.glob(f"{TEMP_PREFIX}*")) if root.is_dir() else []
+    for name in swept:
+        shutil.rmtree(root / name, ignore_errors=True)
+    return swept
+
+
+def resume_candidates(run_dir: str | Path, first: Path | None) -> list[Path]:
+    """The checkpoints to try on resume, best first: `first` (the newest, or the one asked for), then the
+    run's older ones, newest first, for when a newer one cannot be loaded."""
+    if first is None:
+        return []
+    step = load_step(first)
+    older = [
+        c for c in reversed(list_checkpoints(run_dir)) if c != first and (step is None or load_step(c) < step)
+    ]
+    return [first, *older]
+
+
+def load_step(ckpt: str | Path) -> int | None:
+    """The step a checkpoint folder's name says, None when the name is not step-N."""
+    m = _STEP_DIR.match(Path(ckpt).name)
+    return int(m.group(1)) if m else None
+
+
+def load_first_loadable(candidates: list[Path], load) -> Path | None:
+    """Call `load(ckpt)` on each candidate until one works; each one that fails is named in a warning.
+    Returns the checkpoint loaded, None when there were none; raises when every one fails."""
+    errors = []
+    for ckpt in candidates:
+        try:
+            load(ckpt)
+            return ckpt
+        except Exception as e:  # a truncated file, a missing one, bad JSON: try the one before
+            errors.append(f"{ckpt}: {type(e).__name__}: {e}")
+            nxt = candidates[len(errors)] if len(errors) < len(candidates) else None
+            warnings.warn(
+                f"checkpoint {ckpt} cannot be loaded ({type(e).__name__}: {str(e)[:200]}); "
+                + (f"falling back to {nxt.name}" if nxt is not None else "no older checkpoint is left"),
+                stacklevel=2,
+            )
+    if errors:
+        raise RuntimeError("no checkpoint of the run can be loaded:\n  " + "\n  ".join(errors))
+    return None
 
 
 def load_state(ckpt: str | Path) -> TrainProgress:

@@ -21,10 +21,19 @@ from accelerate.state import AcceleratorState, GradientState
 
 from faice.config import Config, dump_yaml, save_config, to_dict
 from faice.data.ensure import ensure_dataset
+from faice.durable import read_json_lines, write_text_atomic
 from faice.errors import ConfigError
 from faice.tasks import task_of
 from faice.train import speed
-from faice.train.checkpoint import TrainProgress, latest_checkpoint, resolve_checkpoint, save_checkpoint
+from faice.train.checkpoint import (
+    TrainProgress,
+    latest_checkpoint,
+    load_first_loadable,
+    resolve_checkpoint,
+    resume_candidates,
+    save_checkpoint,
+    sweep_temp,
+)
 from faice.train.reporting import default_reporter, redact
 from faice.train.state import TrainState, build_state, load_into, train_step
 
@@ -45,6 +54,7 @@ class Hooks:
     # Checkpoint evaluation (cfg.eval.num_samples > 0): inline in this process, or elsewhere (a Ray
     # evaluation pool) whose finished results `poll_evals` returns as eval.jsonl lines.
     inline_eval: bool = True
+    pool_evaluates_checkpoints: bool = False  # checkpoints are born marked EVAL_PENDING (pruning spares them)
     poll_evals: Callable[[], list[dict]] | None = None
     # Steps (ASHA's rungs on an evaluation metric) at whose first checkpoint the loop waits for the pool's
     # score before training on, so the scheduler decides on the rung's score rather than after the trial
@@ -106,10 +116,11 @@ def _batches(loader, progress: TrainProgress, on_batch=None) -> Iterator[dict]:
 
 
 def _trim_metrics(path: Path, step: int) -> None:
-    """On resume, drop metric lines logged after the checkpoint we continue from."""
+    """On resume, drop metric lines logged after the checkpoint we continue from (and a line torn by the
+    writer that died), rewriting the file atomically."""
     if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        path.write_text("".join(ln + "\n" for ln in keep))
+        keep = [r for r in read_json_lines(path) if isinstance(r.get("step"), int) and r["step"] <= step]
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def _start(cfg: Config, run_dir: Path, resume: bool | str | None) -> Path | None:
@@ -140,9 +151,11 @@ def train(
     run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
     accelerator = make_accelerator(cfg)
     main = accelerator.is_main_process
-    ckpt = _start(cfg, run_dir, resume)
+    first = _start(cfg, run_dir, resume)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        for name in sweep_temp(run_dir):
+            print(f"faice: removed {name}, a checkpoint a dead writer left unfinished", flush=True)
         ensure_dataset(cfg.data)
         if cfg.latent.autoencoder:
             from faice.data.latents import ensure_latents
@@ -154,14 +167,14 @@ def train(
             }
             (run_dir / "latent-source.json").write_text(json.dumps({**record, "cache": str(cache)}, indent=2))
         save_config(cfg, run_dir / "config.yaml")
-        start = json.loads((ckpt / "state.json").read_text())["step"] if ckpt is not None else 0
-        _trim_metrics(run_dir / "metrics.jsonl", start)
     accelerator.wait_for_everyone()
     task.check_processes(accelerator.num_processes)
 
     state = build_state(cfg, accelerator)
-    if ckpt is not None:
-        load_into(state, ckpt)
+    # the newest checkpoint, or the newest one before it that loads (a checkpoint truncated on disk)
+    ckpt = load_first_loadable(resume_candidates(run_dir, first), lambda c: load_into(state, c))
+    if main:
+        _trim_metrics(run_dir / "metrics.jsonl", state.progress.step if ckpt is not None else 0)
     config_dict = redact(to_dict(cfg))
     reporter = (
         reporter if reporter is not None else (default_reporter(cfg, run_dir, config_dict) if main else None)
@@ -238,7 +251,7 @@ def _loop(
     def save_and_report(finish: bool) -> Path:
         """Checkpoint, evaluate it inline if asked, write the final outputs if `finish`, then tell the
         orchestrator (outputs first: it may end the run once it hears of the last step)."""
-        path = _checkpoint(cfg, state, run_dir)
+        path = _checkpoint(cfg, state, run_dir, hooks.pool_evaluates_checkpoints)
         if inline:
             evaluate_now()
         if finish:
@@ -307,7 +320,7 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _checkpoint(cfg: Config, state: TrainState, run_dir: Path) -> Path:
+def _checkpoint(cfg: Config, state: TrainState, run_dir: Path, eval_pending: bool = False) -> Path:
     acc = state.accelerator
     acc.wait_for_everyone()
     path = run_dir / "checkpoints" / f"step-{state.progress.step:07d}"
@@ -321,6 +334,8 @@ def _checkpoint(cfg: Config, state: TrainState, run_dir: Path) -> Path:
             state.lr_scheduler,
             dump_yaml(cfg),
             keep=cfg.train.keep_checkpoints,
+            scaler=acc.scaler,
+            eval_pending=eval_pending,
         )
         state.task.on_checkpoint(cfg, state.ema.model if state.ema else acc.unwrap_model(state.model), path)
     acc.wait_for_everyone()

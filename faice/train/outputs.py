@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
 
 from faice.config import Config
+from faice.durable import write_json_atomic
 from faice.models import count_parameters
 from faice.plots import loss_curve
 from faice.sampling import generate, images_stats, make_grid, save_samples, to_pil, upscale
@@ -69,7 +69,7 @@ def finish_run(cfg: Config, state, run_dir: Path, reporter, ckpt: Path) -> dict 
             "grid": str(grid),
             "loss_curve": str(curve) if curve else None,
         }
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_json_atomic(run_dir / "summary.json", summary)
     acc.wait_for_everyone()
     return summary
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from faice.durable import cut_torn_line, write_json_atomic
+
 _SECRET = re.compile(r"(api[_-]?key|token|secret|password)", re.I)
 
 
@@ -60,6 +62,7 @@ class JsonlReporter:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        cut_torn_line(self.path)  # a writer that died mid-line: its half line would glue onto ours
         self._f = self.path.open("a")
 
     def log_config(self, config: dict) -> None:
@@ -143,7 +146,7 @@ class WandbReporter:
                   "entity": getattr(self.run, "entity", None) if mode == "online" else None, "url": url}  # fmt: skip
         marker = self.run_dir / WANDB_RUN
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps(record))
+        write_json_atomic(marker, record)
 
     def log_config(self, config: dict) -> None:
         self.run.config.update(redact(config), allow_val_change=True)
@@ -169,7 +172,7 @@ class WandbReporter:
         self._wandb.teardown()
         marker = self.run_dir / WANDB_CLOSED
         marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"id": self.run.id, "step": self.last_step}))
+        write_json_atomic(marker, {"id": self.run.id, "step": self.last_step})
 
 
 class MultiReporter:

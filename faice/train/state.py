@@ -125,14 +125,19 @@ def build_loader(cfg: Config, accelerator: Accelerator):
 
 
 def load_into(state: TrainState, ckpt: str | Path) -> None:
-    """Restore weights, EMA, optimizer, lr schedule and progress from a checkpoint folder."""
+    """Restore weights, EMA, optimizer, lr schedule, fp16 loss scale and progress from a checkpoint folder
+    (everything, so that loading an older one after a newer one failed half-way leaves nothing mixed)."""
     ckpt = Path(ckpt)
+    progress = load_state(ckpt)
     load_weights(state.accelerator.unwrap_model(state.model), ckpt / "model")  # adapters of a LoRA run
     if state.ema is not None:
         load_weights(state.ema.model, ckpt / "ema" if (ckpt / "ema").exists() else ckpt / "model")
     state.optimizer.load_state_dict(load_tensors(ckpt / "optimizer.pt"))
     state.lr_scheduler.load_state_dict(load_tensors(ckpt / "scheduler.pt"))
-    state.progress = load_state(ckpt)
+    scaler = state.accelerator.scaler
+    if scaler is not None and (ckpt / "scaler.pt").exists():
+        scaler.load_state_dict(load_tensors(ckpt / "scaler.pt"))
+    state.progress = progress
 
 
 def train_step(state: TrainState, batches: Iterator[dict]) -> float:

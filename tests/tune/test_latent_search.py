@@ -49,4 +49,4 @@ def test_autoencoder_search_feeds_a_latent_vs_pixel_comparison(debug_data, tmp_p
     assert sorted(r["model.name"] for r in rows) == ["unet-ldm-4", "unet-ldm-6"]
     assert all(r["status"] == "finished" and float(r["best_fid[faice-tiny]"]) > 0 for r in rows)
     caches = [p for p in (debug_data / "latents").iterdir() if not p.name.count(".partial")]
-    assert caches and not list((debug_data / "latents").glob("*.partial-*"))
+    assert caches and not list((debug_data / "latents").glob(".tmp-*"))
