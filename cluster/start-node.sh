@@ -93,10 +93,30 @@ case "$pool" in
     *) echo "start-node.sh: unknown pool '$pool'; valid pools: train, eval (head for --head)" >&2; exit 2 ;;
 esac
 
-export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
+# Token authentication, whatever the environment says: an inherited RAY_AUTH_MODE=disabled (or any other
+# mode) is refused, not passed on. The dashboard (and with it the job API) never listens on every
+# interface unless asked for explicitly with FAICE_ALLOW_PUBLIC_DASHBOARD=1.
+if [[ -n "${RAY_AUTH_MODE+x}" && "$RAY_AUTH_MODE" != token ]]; then
+    echo "start-node.sh: RAY_AUTH_MODE='$RAY_AUTH_MODE' is refused; faice clusters use token authentication" \
+        "(unset it, or set RAY_AUTH_MODE=token; the token: RAY_AUTH_TOKEN or ~/.ray/auth_token)" >&2
+    exit 2
+fi
+export RAY_AUTH_MODE=token
+dashboard_host=${FAICE_DASHBOARD_HOST:-$node_ip}
+for arg in "$dashboard_host" "${extra[@]}"; do
+    value=${arg#--dashboard-host=}
+    value=${value//[\"\']/}
+    if [[ "$value" == 0.0.0.0 || "$value" == "::" || "$value" == "[::]" || "$value" == "*" ]] &&
+        [[ "${FAICE_ALLOW_PUBLIC_DASHBOARD:-0}" != 1 ]]; then
+        echo "start-node.sh: a dashboard on $value (every interface) is refused: anyone who reaches the" \
+            "machine could submit jobs; use the head's private address, or FAICE_ALLOW_PUBLIC_DASHBOARD=1" \
+            "behind a firewall" >&2
+        exit 2
+    fi
+done
 if ((head)); then
     cmd=(ray start --head --port="$port" --node-ip-address="$node_ip"
-        --dashboard-host="${FAICE_DASHBOARD_HOST:-$node_ip}" --num-gpus="$gpus" --resources="$resources"
+        --dashboard-host="$dashboard_host" --num-gpus="$gpus" --resources="$resources"
         --disable-usage-stats)
 else
     cmd=(ray start --address="$address" --node-ip-address="$node_ip" --num-gpus="$gpus" --resources="$resources")

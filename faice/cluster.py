@@ -58,10 +58,41 @@ def parse_pools(text: str) -> dict[str, str]:
     """FAICE_POOLS="host=pool ..." assignments in a command, host -> pool."""
     pools: dict[str, str] = {}
     for m in re.finditer(r"FAICE_POOLS=(\"[^\"]*\"|'[^']*'|\S+)", text):
-        for entry in shlex.split(m.group(1))[0].split():
+        try:
+            words = shlex.split(m.group(1))
+        except ValueError as e:  # an unbalanced quote
+            raise ConfigError(f"FAICE_POOLS: cannot read {m.group(1)!r} ({e}); write FAICE_POOLS=\"host=pool host=pool\"") from None
+        for entry in (words[0] if words else "").split():
             host, _, pool = entry.partition("=")
             pools[host] = pool
     return pools
+
+
+# Every spelling of "the dashboard (and the job API) listens on every interface": --dashboard-host=0.0.0.0,
+# --dashboard-host "0.0.0.0", FAICE_DASHBOARD_HOST='::', dashboard_host: 0.0.0.0 ...
+_OPEN_DASHBOARD = re.compile(
+    r"""(--dashboard-host|FAICE_DASHBOARD_HOST|dashboard[_-]host)["']?\s*(?:=|:|\s)\s*\\?["']?"""
+    r"""(0\.0\.0\.0|::|\[::\]|\*)(?![\w.])""",
+    re.IGNORECASE,
+)
+# RAY_AUTH_MODE=disabled, RAY_AUTH_MODE="disabled", export RAY_AUTH_MODE='', RAY_AUTH_MODE: disabled ...
+_AUTH_MODE = re.compile(r"""RAY_AUTH_MODE["']?\s*(?:=|:)\s*\\?["']?([^\s"'\\;&|)]*)""")
+
+
+def insecure_settings(text: str) -> list[str]:
+    """Errors for a dashboard open on every interface, or an auth mode other than token, in any spelling
+    of a shell command or YAML (an explicit 0.0.0.0 is allowed only through start-node.sh's
+    FAICE_ALLOW_PUBLIC_DASHBOARD=1, which this reports as an error too: a lab file should not need it)."""
+    errors = []
+    for m in _OPEN_DASHBOARD.finditer(text):
+        errors.append(
+            f"{m.group(1)} {m.group(2)}: the dashboard and job API would listen on every interface; "
+            "bind them to the head's private address (FAICE_DASHBOARD_HOST=10.x.x.x)"
+        )
+    for m in _AUTH_MODE.finditer(text):
+        if m.group(1) != "token":
+            errors.append(f"RAY_AUTH_MODE={m.group(1) or '(empty)'}: token authentication must stay on")
+    return errors
 
 
 def check_launcher_config(doc: dict) -> Report:
@@ -93,7 +124,11 @@ def check_launcher_config(doc: dict) -> Report:
             "worker_start_ray_commands: workers must start with cluster/start-node.sh, which advertises "
             "their pool (train_slot / eval_slot); plain `ray start` leaves them in no pool"
         )
-    pools = parse_pools(worker_text)
+    try:
+        pools = parse_pools(worker_text)
+    except ConfigError as e:
+        report.errors.append(f"worker_start_ray_commands: {e}")
+        pools = {}
     for ip in workers:
         if str(ip) not in pools:
             report.errors.append(
@@ -133,12 +168,8 @@ def check_launcher_config(doc: dict) -> Report:
             "head_start_ray_commands: no --autoscaling-config, so idle workers are never released"
         )
 
-    everything = yaml.safe_dump(doc)
-    if re.search(r"dashboard-host[= ]0\.0\.0\.0", everything):
-        report.errors.append("the dashboard is bound to 0.0.0.0; bind it to the head's private address")
-    for m in re.finditer(r"RAY_AUTH_MODE=(\S+)", everything):
-        if m.group(1).strip("\"'") != "token":
-            report.errors.append(f"RAY_AUTH_MODE={m.group(1)}: token authentication must stay on")
+    everything = yaml.safe_dump(doc, width=10**6)
+    report.errors += insecure_settings(everything)
     for m in _SECRET_VALUE.finditer(everything):
         report.errors.append(f"{m.group(1)} is written in the file; keep it in the machines' environment")
     min_workers = doc.get("min_workers", len(workers))

@@ -42,6 +42,16 @@ def _containers(group: dict) -> list[dict]:
 def check_kuberay(doc: dict) -> list[str]:
     """Errors of a RayCluster document (empty = fine)."""
     errors = schema_errors(doc, json.loads(SCHEMA.read_text()))
+    if errors:  # the conventions below read fields of the shapes the schema demands
+        return errors
+    try:
+        return _check_conventions(doc)
+    except (TypeError, AttributeError, ValueError) as e:  # a shape the schema subset does not pin down
+        return [f"a field has an unexpected type ({type(e).__name__}: {e}); compare with cluster/kuberay.yaml"]
+
+
+def _check_conventions(doc: dict) -> list[str]:
+    errors: list[str] = []
     spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
     head = spec.get("headGroupSpec") if isinstance(spec.get("headGroupSpec"), dict) else {}
     groups = [g for g in spec.get("workerGroupSpecs") or [] if isinstance(g, dict)]

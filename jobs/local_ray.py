@@ -19,10 +19,12 @@ from pathlib import Path
 
 from faice.train.reporting import without_wandb_service
 
-# Same values for `ray start`, `ray job submit` and `ray.init`: a local cluster bound to loopback
-# runs without tokens (nothing else can reach it); lab clusters use RAY_AUTH_MODE=token (cluster/).
+# Same values for `ray start`, `ray job submit` and `ray.init`. Token authentication always: loopback
+# keeps other machines out, not the other users of this one, who could otherwise post a job to the
+# dashboard's job API and run code as the researcher. A local cluster gets a fresh random token
+# (`ensure_local_token`); lab clusters use the lab's token (cluster/README.md).
 LOCAL_ENV = {
-    "RAY_AUTH_MODE": "disabled",
+    "RAY_AUTH_MODE": "token",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps --node-ip-address=127.0.0.1 from being rewritten
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_TRAIN_V2_ENABLED": "1",
@@ -30,16 +32,46 @@ LOCAL_ENV = {
 
 
 def local_env(base: dict | None = None) -> dict:
-    """`base` (default os.environ) with the local-cluster settings, without overriding explicit choices."""
+    """`base` (default os.environ) with the local-cluster settings; explicit choices are kept, except the
+    auth mode: token, whatever the environment says (faice never runs or joins a cluster without it)."""
     env = without_wandb_service(dict(os.environ if base is None else base))  # workers own their W&B service
     for key, value in LOCAL_ENV.items():
         env.setdefault(key, value)
+    env["RAY_AUTH_MODE"] = "token"
     return env
 
 
 def apply_local_env() -> None:
-    """Set this process's environment for the local 127.0.0.1 cluster (auth mode, loopback-only listeners)."""
+    """Set this process's environment for Ray (token auth, loopback-only listeners). Ray reads the auth
+    mode when it is imported: call this before `import ray`."""
     os.environ.update({k: v for k, v in local_env().items() if k in LOCAL_ENV})
+
+
+_local_token: Path | None = None
+
+
+def ensure_local_token() -> Path:
+    """This process's token for the local clusters it starts: 256 random bits in a file only this user can
+    read (a fresh mode-700 folder in the temp dir, removed when the process exits), named to Ray by
+    RAY_AUTH_TOKEN_PATH; the same token for every local cluster of this process (Ray's clients load it
+    once). The token never goes on a command line or into the environment itself."""
+    global _local_token
+    if _local_token is None or not _local_token.is_file():
+        import atexit
+        import secrets
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="faice-auth-"))  # mode 700
+        path = folder / "auth_token"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        atexit.register(shutil.rmtree, folder, True)
+        _local_token = path
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(_local_token)
+    os.environ.pop("RAY_AUTH_TOKEN", None)  # a lab's token in the environment is not for this cluster
+    return _local_token
 
 
 def free_port() -> int:
@@ -135,6 +167,7 @@ def start_local_cluster(
     temp_dir = Path(temp_dir).resolve()
     temp_dir.mkdir(parents=True, exist_ok=True)
     gcs_port, dash_port = free_port(), free_port()
+    ensure_local_token()
     env = local_env()
     cmd = [
         str(Path(sys.executable).parent / "ray"),

@@ -58,6 +58,9 @@ def connect(
             else {"env_vars": env_vars},
         )
     else:
+        from jobs.local_ray import ensure_local_token
+
+        ensure_local_token()  # a fresh token: no other user of this machine can reach its job API
         # the dashboard serves the state API that Ray Train uses to clean up after stopped trials
         cpus = (num_cpus or os.cpu_count() or 1) + math.ceil(local_eval_cpus)
         ray.init(

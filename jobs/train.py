@@ -49,6 +49,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _json_flag(text: str | None, flag: str):
+    """The JSON value of a command-line flag (None when not given); ConfigError naming the flag."""
+    import json
+
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{flag}: not valid JSON ({e.msg} at column {e.colno}): {text!r}; e.g. '{{\"train_slot\": 1}}'") from None
+
+
 def run(args: argparse.Namespace) -> Path:
     """Run one Ray Train run from parsed arguments; exit code."""
     import json
@@ -61,6 +73,9 @@ def run(args: argparse.Namespace) -> Path:
     profile = load_profile(args.profile) if args.profile else {}
     profile_overrides = [f"{k}={json.dumps(v)}" for k, v in flatten(profile.get("config") or {}).items()]
     cfg = load_checked(args.config, [*profile_overrides, *args.overrides])
+    from faice.config.checks import check_name
+
+    check_name(args.name, "--name")
     name = args.name or cfg.run_name
     storage = Path(args.storage).resolve()
     cfg.data.path = str(Path(cfg.data.path).resolve())
@@ -70,7 +85,7 @@ def run(args: argparse.Namespace) -> Path:
         "num_workers": args.num_workers,
         "cpus_per_worker": args.cpus_per_worker,
         "gpus_per_worker": args.gpus_per_worker,
-        "resources_per_worker": json.loads(args.resources_per_worker) if args.resources_per_worker else None,
+        "resources_per_worker": _json_flag(args.resources_per_worker, "--resources-per-worker"),
         "max_failures": args.max_failures,
     }
     resources = parse_section(

@@ -168,9 +168,10 @@ def lab(tmp_path_factory):
     when the module using it ends."""
     from types import SimpleNamespace
 
-    from jobs.local_ray import apply_local_env, free_port, local_env
+    from jobs.local_ray import apply_local_env, ensure_local_token, free_port, local_env
 
     apply_local_env()
+    ensure_local_token()  # token auth, as every cluster faice starts; the launchers inherit its path
     # the raylets (and so the Ray Train controllers) inherit these: fast failure detection, and a
     # restarted trial may wait for a free training node as long as the test allows
     saved = {k: os.environ.get(k) for k in ("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S",)}

@@ -66,6 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--resume-if-exists", action="store_true", help="resume when the search exists, else start it"
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only validate the space, its scale, profile and overrides (no Ray, nothing written)",
+    )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (local only)")
     p.add_argument("--verbose", type=int, default=1, help="Tune console verbosity (0-3)")
     p.add_argument(
@@ -254,16 +259,53 @@ def _write_trials(results, search_dir: Path, keys: list[str]) -> None:
     write_trials(search_dir, trials)
 
 
-def run_search(args: argparse.Namespace) -> Path:
+LOCK_FILE = ".launcher.lock"
+_held_locks: list = []  # open lock files, held until this process exits (the kernel releases them then)
+
+
+def _hold_search_lock(search_dir: Path) -> None:
+    """Take the search folder's launcher lock (flock, released when this process dies, whatever kills it);
+    ConfigError naming the launcher that holds it."""
+    import fcntl
+    import socket
+    import time
+
+    search_dir.mkdir(parents=True, exist_ok=True)
+    f = open(search_dir / LOCK_FILE, "a+")  # noqa: SIM115 (held open until the process exits)
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another launcher"
+        f.close()
+        raise ConfigError(
+            f"search {search_dir} is being run by {holder}; wait for it to end (or stop it), "
+            "or pass --name to start another search"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    f.flush()
+    _held_locks.append(f)
+
+
+def run_search(args: argparse.Namespace) -> Path | None:
     """Validate, connect, run (or resume) the search, write its results; returns the search folder."""
     from tune.space import load_space, to_param_space
 
     overrides = [f"scale={args.scale}", *args.overrides] if args.scale else args.overrides
     spec = load_space(args.space, overrides, profile=args.profile)
     if args.name:
+        from faice.config.checks import check_name
+
+        check_name(args.name, "--name")
         spec.name = args.name
+    if args.check:
+        print(f"tune.search: {spec.name}: {spec.num_trials} trial(s) of {spec.max_steps()} steps; the space is valid")
+        return None
     storage = Path(args.storage).resolve()
     search_dir = storage / spec.name
+    _hold_search_lock(search_dir)  # one launcher per search: a second one is refused, naming the first
     has_state = any(search_dir.glob("experiment_state*.json")) or any(search_dir.glob("tuner.pkl"))
     args.resume = args.resume or (args.resume_if_exists and has_state)
     if has_state and not args.resume:
@@ -361,6 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"tune.search: error: {e}", file=sys.stderr)
         return 2
+    if search_dir is None:  # --check
+        return 0
     from faice.results import results_command
 
     code = results_command(str(search_dir))

@@ -7,8 +7,29 @@ from faice.config.schema import Config
 from faice.errors import ConfigError
 
 
+def check_name(value: str | None, key: str) -> None:
+    """A name that becomes one folder (a run, a search, a trial): no separators, no `..`, not absolute;
+    ConfigError naming `key` otherwise, so no name writes outside the folder it belongs in."""
+    if value is None:
+        return
+    bad = (
+        not value.strip()
+        or value in (".", "..")
+        or any(c in value for c in "/\\\0")
+        or value.startswith("~")
+        or value != value.strip()
+    )
+    if bad:
+        raise ConfigError(
+            f"{key}: {value!r} is not a valid name; use one folder name (letters, digits, - _ .), "
+            "without / \\, .. or a leading ~"
+        )
+
+
 def validate(cfg: Config) -> None:
     """Cross-field checks that a single field's type cannot express."""
+    check_name(cfg.name, "name")
+    check_name(cfg.train.run_name, "train.run_name")
     positive = {
         "data.resolution": cfg.data.resolution,
         "train.batch_size": cfg.train.batch_size,

@@ -44,11 +44,19 @@ def read_yaml(path: str | Path, what: str = "file") -> Any:
     """The parsed YAML of `path` ({} when empty); ConfigError when it is missing or not YAML."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{what} {str(path)!r} not found")
+        raise ConfigError(f"{what} {str(path)!r} not found" + (" (it is a folder)" if path.is_dir() else ""))
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text())
+        return {} if data is None else data  # (an empty file; `0` or `false` is not a config)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file (byte {e.start} is not UTF-8)") from None
+    except OSError as e:
+        raise ConfigError(f"{what} {str(path)!r} cannot be read: {e.strerror or e}") from None
 
 
 def read_mapping(path: str | Path, what: str, folder: Path) -> tuple[dict, Path]:
@@ -58,7 +66,7 @@ def read_mapping(path: str | Path, what: str, folder: Path) -> tuple[dict, Path]
         path = folder / path
     tree = read_yaml(path, what)
     if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys, got {tree!r}")
+        raise ConfigError(f"{path}: expected a mapping of keys, got {repr(tree)[:200]}")
     return tree, path
 
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from faice.data import synthetic
 from faice.data.shards import ShardWriter, encode_image, reset_output, write_manifest
+from faice.errors import ConfigError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CELEBA_ATTRIBUTES = ("Male",)
@@ -153,20 +154,44 @@ def read_label_sheet(path: Path) -> dict[int, int]:
         raise FileNotFoundError(
             f"attribute sheet {path} is missing (expected beside the train/ and test/ folders)"
         )
-    workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as e:  # not a zip, not a workbook, a truncated copy
+        raise ConfigError(f"attribute sheet {path} cannot be read as .xlsx ({type(e).__name__}: {e})") from None
     try:
         rows = workbook.worksheets[0].iter_rows(values_only=True)
         header = [str(cell).strip().lower() if cell is not None else "" for cell in next(rows, ())]
         if "image" not in header or "label" not in header:
-            raise ValueError(f"{path} needs columns 'image' and 'label', found {header}")
+            raise ConfigError(f"attribute sheet {path}: needs the columns image,label in row 1, found {header}")
         image_col, label_col = header.index("image"), header.index("label")
-        return {
-            int(row[image_col]): int(row[label_col])
-            for row in rows
-            if row[image_col] is not None and row[label_col] is not None
-        }
+        labels = {}
+        for number, row in enumerate(rows, start=2):
+            cells = [row[i] if i < len(row) else None for i in (image_col, label_col)]
+            if cells[0] is None or cells[1] is None:
+                continue
+            image, label = (_sheet_int(v) for v in cells)
+            if image is None or label not in (0, 1):
+                raise ConfigError(
+                    f"attribute sheet {path}, row {number}: expected an integer image id and a label of "
+                    f"0 or 1, got image={cells[0]!r}, label={cells[1]!r}"
+                )
+            labels[image] = label
+        return labels
     finally:
         workbook.close()
+
+
+def _sheet_int(value: Any) -> int | None:
+    """A sheet cell as an int (12, 12.0, "12"), None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
 
 
 def _caption_text(value: Any) -> str:
@@ -179,7 +204,15 @@ def read_captions(path: Path) -> dict[str, str]:
     """{file name or relative path: caption} from a json sidecar; values: text or {"overall_caption": ...}."""
     if not path.is_file():
         return {}
-    return {key: _caption_text(value) for key, value in json.loads(path.read_text()).items()}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"captions {path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"captions {path}: not UTF-8 text (byte {e.start})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"captions {path}: expected an object {{file name: caption}}, got {type(data).__name__}")
+    return {str(key): _caption_text(value) for key, value in data.items()}
 
 
 def _image_files(folder: Path, recursive: bool) -> list[Path]:

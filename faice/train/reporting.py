@@ -96,11 +96,42 @@ def forget_wandb_service() -> None:
     os.environ.pop(WANDB_SERVICE_ENV, None)
 
 
+KEY_FILE_ENV = "FAICE_WANDB_KEY_FILE"
+"""Names a file holding the W&B API key (mode 600, e.g. on the shared storage): how a key reaches trials
+without being on any command line, in a job's runtime_env or in a process's environment."""
+
+
+def wandb_key() -> tuple[str | None, str]:
+    """(the W&B API key, where it came from: "file", "env" or "none"). The file named by
+    FAICE_WANDB_KEY_FILE wins over WANDB_API_KEY; a file others can read is refused (ConfigError), and
+    so is one that does not hold a key. With neither, W&B may still find a `wandb login` (~/.netrc)."""
+    path = os.environ.get(KEY_FILE_ENV)
+    if path:
+        from faice.errors import ConfigError
+
+        try:
+            st = os.stat(path)
+            key = Path(path).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{KEY_FILE_ENV}={path}: cannot read the W&B key file ({e.strerror})") from None
+        if st.st_mode & 0o077:
+            raise ConfigError(
+                f"{KEY_FILE_ENV}={path}: the W&B key file is readable by others (mode {st.st_mode & 0o777:o}); "
+                f"chmod 600 {path}"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_-]{20,}", key):
+            raise ConfigError(f"{KEY_FILE_ENV}={path}: the file does not hold a W&B API key (one line)")
+        return key, "file"
+    key = os.environ.get("WANDB_API_KEY")
+    return (key, "env") if key else (None, "none")
+
+
 def wandb_mode(mode: str) -> str:
-    """'auto' -> online with an API key in the environment, else offline (no network needed)."""
+    """'auto' -> online with an API key (FAICE_WANDB_KEY_FILE or WANDB_API_KEY), else offline (no network
+    needed)."""
     if mode != "auto":
         return mode
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return "online" if wandb_key()[0] else "offline"
 
 
 WANDB_CLOSED = "wandb/faice-closed.json"  # written when a run is finished cleanly: {"id", "step"}
@@ -127,8 +158,12 @@ class WandbReporter:
         import wandb
 
         self._wandb, self.run_dir, self.last_step = wandb, Path(run_dir), 0
+        key, key_source = wandb_key()
+        mode = wandb_mode(log_cfg.wandb)
+        # a key from the file goes to W&B's service over its socket: never into os.environ, argv or a file
+        extra = {"api_key": key} if key_source == "file" else {}
         self.run = wandb.init(
-            mode=wandb_mode(log_cfg.wandb),
+            mode=mode,
             project=log_cfg.project or os.environ.get("WANDB_PROJECT", "faice"),
             entity=log_cfg.entity or os.environ.get("WANDB_ENTITY"),
             group=log_cfg.group,
@@ -138,11 +173,10 @@ class WandbReporter:
             resume="allow",
             dir=str(run_dir),
             config=redact(config),
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True, **extra),
         )
-        mode = wandb_mode(log_cfg.wandb)
         url = None if mode != "online" else getattr(self.run, "url", None)  # where `faice report` links to
-        record = {"id": self.run.id, "mode": mode, "project": self.run.project, "group": log_cfg.group,
+        record = {"id": self.run.id, "mode": mode, "key": key_source, "project": self.run.project, "group": log_cfg.group,
                   "entity": getattr(self.run, "entity", None) if mode == "online" else None, "url": url}  # fmt: skip
         marker = self.run_dir / WANDB_RUN
         marker.parent.mkdir(parents=True, exist_ok=True)

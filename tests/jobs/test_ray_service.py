@@ -64,48 +64,103 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+FAKE_KEY = "faicefake" + "0123456789abcdef0123456789abcdef"[:31]  # 40 characters, like a W&B key
+ONE_TRIAL = ["budget.num_samples=1", "scheduler.name=fifo", "metric=loss", "config.eval.num_samples=0",
+             "budget.max_steps=4", "config.train.checkpoint_every=2", "config.log.wandb=offline"]  # fmt: skip
+
+
+def _files_holding(root: Path, needle: bytes) -> list[str]:
+    found = []
+    for path in Path(root).rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
+                found.append(str(path))
+        except OSError:
+            pass
+    return found
+
+
+def _command_lines_holding(needle: bytes) -> list[int]:
+    """Every process of this machine whose command line (what `ps` shows anyone) contains `needle`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and needle in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
 @pytest.mark.timeout(600)
-def test_a_submitted_job_survives_a_killed_worker_and_resumes_from_its_last_checkpoint(
+def test_a_submitted_search_survives_a_killed_worker_and_copies_the_wandb_key_nowhere(
     ray_cluster, debug_data, tmp_path
 ):
-    """`ray job submit -- python -m jobs.train ...` as jobs/README.md shows it; SIGKILL the Ray Train worker
-    mid-run: Ray Train restarts it, the faice loop resumes from the newest checkpoint (at most one
-    checkpoint interval of steps is lost, none is run twice), and the job still succeeds."""
+    """`ray job submit -- python -m tune.search ...` as jobs/README.md shows it, the W&B key handed over the
+    documented way: a mode-600 file named by FAICE_WANDB_KEY_FILE (a path, which may sit in the
+    runtime_env). SIGKILL the trial's Ray Train worker mid-run: Ray Train restarts it, the faice loop
+    resumes from the newest checkpoint (at most one checkpoint interval of steps is lost, none is run
+    twice), and the job still succeeds. The trial's W&B run got the key, yet 0 copies of it exist in the
+    storage folder, the cluster's session logs and `ray job list`/`status`, and no process's command line
+    held it while the job ran. The job API refuses a request without the cluster's token."""
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as refused:  # another user of this machine, no token
+        urllib.request.urlopen(f"{ray_cluster.dashboard_url}/api/jobs/", timeout=30)
+    assert refused.value.code in (401, 403)
+
+    key_file = tmp_path / "secret" / "wandb_key"
+    key_file.parent.mkdir(mode=0o700)
+    key_file.write_text(FAKE_KEY + "\n")
+    key_file.chmod(0o600)
     every, steps = 6, 30
+    storage = tmp_path / "storage"
     ray = str(Path(sys.executable).parent / "ray")
-    cmd = [
-        ray, "job", "submit", "--address", ray_cluster.dashboard_url, "--working-dir", str(REPO), "--",
-        sys.executable, "-m", "jobs.train", "--config", "debug.yaml", "--storage", str(tmp_path),
-        "--max-failures", "2", f"data.path={debug_data}", f"train.max_steps={steps}",
-        f"train.checkpoint_every={every}", "train.log_every=1", "train.keep_checkpoints=3", "log.wandb=offline",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    run_dir = tmp_path / "runs" / "debug"
-    metrics = run_dir / "metrics.jsonl"
+    runtime_env = json.dumps({"env_vars": {"FAICE_WANDB_KEY_FILE": str(key_file)}})
+    search = ["budget.num_samples=1", "scheduler.name=fifo", "metric=loss", "config.eval.num_samples=0",
+              f"budget.max_steps={steps}", f"config.train.checkpoint_every={every}", "config.train.log_every=1",
+              "config.train.keep_checkpoints=3", "config.log.wandb=offline", "trial.max_failures=2"]  # fmt: skip
+    cmd = [ray, "job", "submit", "--address", ray_cluster.dashboard_url, "--working-dir", str(REPO),
+           "--runtime-env-json", runtime_env, "--", sys.executable, "-m", "tune.search",
+           "--space", "tests/tune/debug-eval.yaml", "--storage", str(storage), "--verbose", "0",
+           f"config.data.path={debug_data}", *search]  # fmt: skip
+    env = {k: v for k, v in ray_cluster.env.items() if k != "WANDB_API_KEY"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    runs = storage / "debug-eval" / "runs"
+
+    def metrics() -> list[dict]:
+        return [m for path in runs.glob("*/metrics.jsonl") for m in _metrics(path)]
+
+    seen_in_ps: set[int] = set()
+
+    def past(step: int) -> bool:
+        seen_in_ps.update(_command_lines_holding(FAKE_KEY.encode()))
+        return any(m.get("step", 0) >= step and "loss" in m for m in metrics())
+
     try:
         # killed 4 steps past the step-12 checkpoint, when Ray Train has registered it (killed 1 step past
         # it, Ray may not have yet, and the run resumes from the one before: one interval plus that lag)
-        _wait_for(
-            lambda: any(m.get("step", 0) >= 16 and "loss" in m for m in _metrics(metrics)), 300, "step 16"
-        )
+        _wait_for(lambda: past(16), 300, "step 16")
         pids = _worker_pids(ray_cluster)
         assert pids, "no RayTrainWorker process found"
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        reached = max(m["step"] for m in _metrics(metrics) if "loss" in m)
-        out, _ = proc.communicate(timeout=400)
+        reached = max(m["step"] for m in metrics() if "loss" in m)
+        while proc.poll() is None:
+            seen_in_ps.update(_command_lines_holding(FAKE_KEY.encode()))
+            time.sleep(0.3)
+        out = proc.communicate(timeout=400)[0].decode()
     finally:
         if proc.poll() is None:
             proc.kill()
-    out = out.decode()
     assert proc.returncode == 0 and "succeeded" in out.lower(), out[-3000:]
     _listeners_are_loopback(ray_cluster)  # the head, its dashboard and the job's processes
     # the cluster was started while the test process held a W&B service token: no process of it has it
     # (else the workers would share one W&B service and a restarted worker find its run "in use")
     assert not _holding(ray_cluster, b"WANDB_SERVICE="), "a cluster process inherited the W&B service token"
-    rows = _metrics(metrics)
+    (run_dir,) = list(runs.glob("*"))
+    rows = _metrics(run_dir / "metrics.jsonl")
     resumed = [m["resumed_from"] for m in rows if "resumed_from" in m]
     assert resumed, "the run did not resume from a checkpoint"
     assert reached - resumed[0] <= every, (reached, resumed)
@@ -116,6 +171,21 @@ def test_a_submitted_job_survives_a_killed_worker_and_resumes_from_its_last_chec
     )
     assert (run_dir / "summary.json").exists()
     assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run in the run folder"
+
+    # the key: read by the trial's W&B run, copied nowhere
+    job = next(w.strip("'") for w in out.split() if w.strip("'").startswith("raysubmit_"))
+    listing = subprocess.run([ray, "job", "list", "--address", ray_cluster.dashboard_url], env=env,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    status = subprocess.run([ray, "job", "status", job, "--address", ray_cluster.dashboard_url], env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert listing.returncode == 0 and job in listing.stdout and "FAICE_WANDB_KEY_FILE" in listing.stdout
+    assert json.loads((run_dir / "wandb" / "faice-run.json").read_text())["key"] == "file"
+    assert not seen_in_ps, f"processes showed the key on their command line: {sorted(seen_in_ps)}"
+    for what, text in (("ray job list", listing.stdout + listing.stderr), ("ray job status", status.stdout),
+                       ("ray job submit", out)):  # fmt: skip
+        assert FAKE_KEY not in text, f"the key is in the output of {what}"
+    assert not _files_holding(storage, FAKE_KEY.encode()), "the key was copied into the storage folder"
+    assert not _files_holding(ray_cluster.temp_dir, FAKE_KEY.encode()), "the key is in the session logs"
 
 
 @pytest.mark.timeout(600)
@@ -160,3 +230,80 @@ def test_two_workers_read_disjoint_shares(ray_cluster, debug_data, tmp_path):
     a, b = (set(r["ids"]) for r in ranks)
     assert len(a) == len(ranks[0]["ids"]) == per_rank * 4 and len(b) == per_rank * 4
     assert not a & b, f"{len(a & b)} samples seen by both workers in one epoch"
+
+
+FAKE_KEY = "faicefake" + "0123456789abcdef0123456789abcdef"[:31]  # 40 characters, like a W&B key
+ONE_TRIAL = ["budget.num_samples=1", "scheduler.name=fifo", "metric=loss", "config.eval.num_samples=0",
+             "budget.max_steps=4", "config.train.checkpoint_every=2", "config.log.wandb=offline"]  # fmt: skip
+
+
+def _files_holding(root: Path, needle: bytes) -> list[str]:
+    found = []
+    for path in Path(root).rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and needle in path.read_bytes():
+                found.append(str(path))
+        except OSError:
+            pass
+    return found
+
+
+def _command_lines_holding(needle: bytes) -> list[int]:
+    """Every process of this machine whose command line (what `ps` shows anyone) contains `needle`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and needle in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.timeout(600)
+def test_the_launchers_own_cluster_takes_a_fresh_token_and_refuses_requests_without_it(debug_data, tmp_path):
+    """`python -m tune.search` without --address: the local cluster it starts authenticates with a fresh
+    random token (a mode-600 file, never on a command line); a request without it is refused while the
+    search runs, and the search itself (the launcher's own clients hold the token) succeeds."""
+    import urllib.error
+    import urllib.request
+
+    before = set(Path("/tmp").glob("faice-auth-*"))
+    cmd = [sys.executable, "-m", "tune.search", "--space", "tests/tune/debug-eval.yaml", "--storage",
+           str(tmp_path), "--verbose", "0", "--num-cpus", "1", f"config.data.path={debug_data}", *ONE_TRIAL]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH_TOKEN")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines, codes = [], []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "dashboard at" in line and not codes:
+                url = "http://" + line.split("http://")[1].split()[0].strip("\x1b[0m")
+                for _ in range(60):
+                    try:
+                        urllib.request.urlopen(f"{url}/api/jobs/", timeout=10)
+                        codes.append(200)
+                    except urllib.error.HTTPError as e:
+                        codes.append(e.code)
+                    except OSError:
+                        time.sleep(0.5)
+                        continue
+                    break
+                tokens = set(Path("/tmp").glob("faice-auth-*")) - before
+                assert len(tokens) == 1, tokens
+                token_file = next(iter(tokens)) / "auth_token"
+                assert token_file.stat().st_mode & 0o777 == 0o600
+                token = token_file.read_bytes().strip()
+                assert len(token) == 64 and not _command_lines_holding(token)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = "".join(lines)
+    assert codes and codes[-1] in (401, 403), (codes, out[-2000:])
+    assert proc.returncode == 0, out[-3000:]
+    assert (tmp_path / "debug-eval" / "results.csv").exists()
+    assert not (set(Path("/tmp").glob("faice-auth-*")) - before), "the token outlived its launcher"

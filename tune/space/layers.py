@@ -174,13 +174,13 @@ def from_dict(tree: dict, default_name: str = "search", folder: str | Path | Non
         tree = dict(tree)
         apply_scale(tree, None)
     spec = SearchSpec(
-        name=_coerce(tree.get("name", default_name), str, "name"),
+        name=_search_name(tree.get("name", default_name)),
         base=_find_base(tree.get("base"), folder),
         overrides=flatten(as_mapping(tree.get("overrides"), "overrides")),
         metric=_coerce(tree.get("metric", "loss"), str, "metric"),
         mode=_coerce(tree.get("mode", "min"), Literal["min", "max"], "mode"),
         variants=_parse_variants(tree.get("variants")),
-        space=parse_space({k: v for k, v in (tree.get("space") or {}).items() if k != VARIANT}, tree),
+        space=parse_space({k: v for k, v in as_mapping(tree.get("space"), "space").items() if k != VARIANT}, tree),
         scale=None if tree.get("scale") is None else _coerce(tree["scale"], str, "scale"),
         seeds=_parse_seeds(tree.get("seeds")),
         **{key: parse_section(cls, tree.get(key), key) for key, cls in _SECTIONS.items()},
@@ -239,3 +239,12 @@ def _variant_names(variants: dict, chosen: Any) -> tuple[str, ...]:
                 f"space.variant: unknown variant {name!r}; valid choices: {', '.join(variants)}"
             )
     return tuple(chosen["grid"])
+
+
+def _search_name(value) -> str:
+    """The search's name: its folder under --storage, so one folder name (never ../ or a path)."""
+    from faice.config.checks import check_name
+
+    name = _coerce(value, str, "name")
+    check_name(name, "name")
+    return name
