@@ -61,7 +61,9 @@ def parse_pools(text: str) -> dict[str, str]:
         try:
             words = shlex.split(m.group(1))
         except ValueError as e:  # an unbalanced quote
-            raise ConfigError(f"FAICE_POOLS: cannot read {m.group(1)!r} ({e}); write FAICE_POOLS=\"host=pool host=pool\"") from None
+            raise ConfigError(
+                f'FAICE_POOLS: cannot read {m.group(1)!r} ({e}); write FAICE_POOLS="host=pool host=pool"'
+            ) from None
         for entry in (words[0] if words else "").split():
             host, _, pool = entry.partition("=")
             pools[host] = pool

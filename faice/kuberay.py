@@ -47,7 +47,9 @@ def check_kuberay(doc: dict) -> list[str]:
     try:
         return _check_conventions(doc)
     except (TypeError, AttributeError, ValueError) as e:  # a shape the schema subset does not pin down
-        return [f"a field has an unexpected type ({type(e).__name__}: {e}); compare with cluster/kuberay.yaml"]
+        return [
+            f"a field has an unexpected type ({type(e).__name__}: {e}); compare with cluster/kuberay.yaml"
+        ]
 
 
 def _check_conventions(doc: dict) -> list[str]:

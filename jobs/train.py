@@ -58,7 +58,9 @@ def _json_flag(text: str | None, flag: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"{flag}: not valid JSON ({e.msg} at column {e.colno}): {text!r}; e.g. '{{\"train_slot\": 1}}'") from None
+        raise ConfigError(
+            f"{flag}: not valid JSON ({e.msg} at column {e.colno}): {text!r}; e.g. '{{\"train_slot\": 1}}'"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> Path:

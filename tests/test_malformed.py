@@ -143,7 +143,13 @@ bad_override = st.one_of(
 )  # fmt: skip
 
 
-SEEDS = ["model.channel_mult=[1,2", "train.lr=nan", "train.run_name=../../escape", "train=3", "data.hflip=maybe"]
+SEEDS = [
+    "model.channel_mult=[1,2",
+    "train.lr=nan",
+    "train.run_name=../../escape",
+    "train=3",
+    "data.hflip=maybe",
+]
 
 
 @pytest.mark.parametrize("override", SEEDS)
@@ -247,7 +253,9 @@ def _spaced(path: tuple, value) -> str:
     tree = copy.deepcopy(GOOD_SPACE)
     node = tree
     for part in path[:-1]:
-        node = node.setdefault(part, {}) if isinstance(node.get(part), dict) or part not in node else node[part]
+        node = (
+            node.setdefault(part, {}) if isinstance(node.get(part), dict) or part not in node else node[part]
+        )
     node[path[-1]] = value
     return yaml.safe_dump(tree)
 

@@ -301,7 +301,9 @@ def run_search(args: argparse.Namespace) -> Path | None:
         check_name(args.name, "--name")
         spec.name = args.name
     if args.check:
-        print(f"tune.search: {spec.name}: {spec.num_trials} trial(s) of {spec.max_steps()} steps; the space is valid")
+        print(
+            f"tune.search: {spec.name}: {spec.num_trials} trial(s) of {spec.max_steps()} steps; the space is valid"
+        )
         return None
     storage = Path(args.storage).resolve()
     search_dir = storage / spec.name

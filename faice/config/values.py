@@ -43,7 +43,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 try:
                     value = yaml.safe_load(value)
                 except yaml.YAMLError:
-                    raise ConfigError(f"{key}: cannot read {value!r} as a list; write it as [a, b, c]") from None
+                    raise ConfigError(
+                        f"{key}: cannot read {value!r} as a list; write it as [a, b, c]"
+                    ) from None
             else:
                 value = [v for v in value.split(",") if v]
         if not isinstance(value, list | tuple):

@@ -157,12 +157,16 @@ def read_label_sheet(path: Path) -> dict[int, int]:
     try:
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as e:  # not a zip, not a workbook, a truncated copy
-        raise ConfigError(f"attribute sheet {path} cannot be read as .xlsx ({type(e).__name__}: {e})") from None
+        raise ConfigError(
+            f"attribute sheet {path} cannot be read as .xlsx ({type(e).__name__}: {e})"
+        ) from None
     try:
         rows = workbook.worksheets[0].iter_rows(values_only=True)
         header = [str(cell).strip().lower() if cell is not None else "" for cell in next(rows, ())]
         if "image" not in header or "label" not in header:
-            raise ConfigError(f"attribute sheet {path}: needs the columns image,label in row 1, found {header}")
+            raise ConfigError(
+                f"attribute sheet {path}: needs the columns image,label in row 1, found {header}"
+            )
         image_col, label_col = header.index("image"), header.index("label")
         labels = {}
         for number, row in enumerate(rows, start=2):
@@ -207,11 +211,15 @@ def read_captions(path: Path) -> dict[str, str]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ConfigError(f"captions {path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise ConfigError(
+            f"captions {path}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"captions {path}: not UTF-8 text (byte {e.start})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"captions {path}: expected an object {{file name: caption}}, got {type(data).__name__}")
+        raise ConfigError(
+            f"captions {path}: expected an object {{file name: caption}}, got {type(data).__name__}"
+        )
     return {str(key): _caption_text(value) for key, value in data.items()}
 
 

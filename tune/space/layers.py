@@ -180,7 +180,9 @@ def from_dict(tree: dict, default_name: str = "search", folder: str | Path | Non
         metric=_coerce(tree.get("metric", "loss"), str, "metric"),
         mode=_coerce(tree.get("mode", "min"), Literal["min", "max"], "mode"),
         variants=_parse_variants(tree.get("variants")),
-        space=parse_space({k: v for k, v in as_mapping(tree.get("space"), "space").items() if k != VARIANT}, tree),
+        space=parse_space(
+            {k: v for k, v in as_mapping(tree.get("space"), "space").items() if k != VARIANT}, tree
+        ),
         scale=None if tree.get("scale") is None else _coerce(tree["scale"], str, "scale"),
         seeds=_parse_seeds(tree.get("seeds")),
         **{key: parse_section(cls, tree.get(key), key) for key, cls in _SECTIONS.items()},
