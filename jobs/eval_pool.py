@@ -164,6 +164,7 @@ class EvalDispatcher:
         self.results: dict[str, list[dict]] = {}
         self.delivered: dict[str, int] = {}
         self.counts = {"submitted": 0, "done": 0, "dropped": 0, "retried": 0, "failed": 0}
+        self.unwritten: list[tuple[EvalJob, dict]] = []  # results whose eval.jsonl append failed: retried
         self.lock = threading.Lock()
         self.wake = threading.Condition(self.lock)  # a submission wakes the idle loop (no busy polling)
         # one warm-up task per slot while the first trials start: their worker processes, which later
@@ -197,8 +198,9 @@ class EvalDispatcher:
         return {t: self.poll(t) for t in list(self.results)}
 
     def status(self) -> dict:
-        with self.lock:
-            return {**self.counts, "pending": len(self.queue), "running": len(self.running)}
+        with self.lock:  # (a result not yet written counts as running: drain waits for it)
+            running = len(self.running) + len(self.unwritten)
+            return {**self.counts, "pending": len(self.queue), "running": running}
 
     def drain(self, timeout: float | None = None) -> dict:
         """Block until nothing is pending or running (or `timeout` seconds); returns the status."""
@@ -222,8 +224,6 @@ class EvalDispatcher:
             self.running[ref] = job
 
     def _finish(self, ref, job: EvalJob) -> None:
-        from faice.evaluate import append_eval
-
         try:
             row = ray.get(ref)
         except Exception as e:  # task error, worker or node death: retried on a fresh worker
@@ -243,22 +243,50 @@ class EvalDispatcher:
             self.counts["failed"] += 1
         else:
             self.counts["done"] += 1
-        append_eval(job.run_dir, row)
-        self.results.setdefault(job.trial_id, []).append(row)
-        _unmark(job.checkpoint)
+        self.unwritten.append((job, row))
+        self._write_results()
 
-    def _run(self) -> None:
-        while True:
-            with self.lock:
-                self._launch()
-                refs = list(self.running)
-                if not refs:  # idle until a submission (or a second, whichever comes first)
-                    self.wake.wait(timeout=1.0)
-                    continue
-            done, _ = ray.wait(refs, num_returns=1, timeout=0.5)
-            with self.lock:
-                for ref in done:
-                    self._finish(ref, self.running.pop(ref))
+    def _write_results(self) -> None:
+        """Append the finished results to their eval.jsonl; one that cannot be written (a full disk, a
+        dead NFS mount) stays queued and is tried again on the next turn of the loop, never dropped."""
+        from faice.evaluate import append_eval
+
+        while self.unwritten:
+            job, row = self.unwritten[0]
+            try:
+                append_eval(job.run_dir, row)
+            except OSError as e:
+                print(f"faice eval: cannot write {job.run_dir}/eval.jsonl ({e}); retrying", flush=True)
+                return
+            self.unwritten.pop(0)
+            self.results.setdefault(job.trial_id, []).append(row)
+            _unmark(job.checkpoint)
+
+    def _run(self, turns: int | None = None) -> None:
+        """The dispatcher's thread: forever (or `turns` times, for tests)."""
+        while turns is None or turns > 0:
+            turns = None if turns is None else turns - 1
+            try:
+                self._turn()
+            except Exception as e:  # the loop never dies: a dead loop would leave the launcher waiting
+                import traceback
+
+                print(f"faice eval: dispatcher error ({type(e).__name__}: {e}); continuing", flush=True)
+                traceback.print_exc()
+                time.sleep(1.0)
+
+    def _turn(self) -> None:
+        with self.lock:
+            self._write_results()
+            self._launch()
+            refs = list(self.running)
+            if not refs:  # idle until a submission (or a second, whichever comes first)
+                self.wake.wait(timeout=1.0)
+                return
+        done, _ = ray.wait(refs, num_returns=1, timeout=0.5)
+        with self.lock:
+            for ref in done:
+                self._finish(ref, self.running.pop(ref))
 
 
 NAMESPACE = "faice"

@@ -358,6 +358,8 @@ def run_search(args: argparse.Namespace) -> Path | None:
         f"faice search {spec.name}: {spec.num_trials} trials, up to {concurrent} at once -> {search_dir}",
         flush=True,
     )
+    from tune.callbacks import ResultsOnTrialEnd
+
     pool_name = dispatcher_name(spec.name) if pool else None
     trainable = _trainable(spec, search_dir, base_tree, fixed, pool_name)
     if args.resume:
@@ -375,7 +377,12 @@ def run_search(args: argparse.Namespace) -> Path | None:
                 time_budget_s=spec.budget.time_budget_s,
                 trial_dirname_creator=lambda trial: f"trial-{trial.trial_id}",
             ),
-            run_config=tune.RunConfig(name=spec.name, storage_path=str(storage), verbose=args.verbose),
+            run_config=tune.RunConfig(
+                name=spec.name,
+                storage_path=str(storage),
+                verbose=args.verbose,
+                callbacks=[ResultsOnTrialEnd(search_dir, spec.keys)],
+            ),
         )
     results = tuner.fit()
     _write_trials(results, search_dir, spec.keys)

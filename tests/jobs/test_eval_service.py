@@ -323,6 +323,9 @@ def test_losing_two_machines_and_the_launcher_loses_one_interval_a_time_no_metri
         # one at least; the lost trial's too, once it has passed its next checkpoint)
         pending = [c for c in runs.glob("*/checkpoints/step-*") if (c / ".eval-pending").exists()]
         assert pending, "no checkpoint was waiting for the evaluation machine when the launcher died"
+        # the tables were rewritten when the first trial ended, not only at the end of the search
+        (early,) = [r for r in _results(search) if r["trial_id"] == finished.name]
+        assert early["status"] == "finished", early
 
         resumed_proc = _lab_search(lab, tmp_path, debug_data, *args, "--resume")
         _wait(

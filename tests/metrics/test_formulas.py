@@ -214,3 +214,29 @@ def test_a_references_frechet_statistics_are_built_once_per_content(tmp_path):
         FrechetReference(mu + 1.0, sigma).distance(fake)
     )
     assert first.distance(fake) == pytest.approx(FrechetReference(mu, sigma).distance(fake), rel=1e-12)
+
+
+def test_the_shipped_inception_is_checked_against_its_known_sha256_and_a_users_file_is_not(
+    tmp_path, monkeypatch
+):
+    import hashlib
+
+    from faice.errors import ConfigError
+    from faice.metrics.features import (
+        INCEPTION_ENV,
+        SHIPPED_INCEPTION_SHA256,
+        expected_inception_sha256,
+        verify_sha256,
+    )
+
+    monkeypatch.delenv(INCEPTION_ENV, raising=False)
+    copy = tmp_path / "default_1.pt"
+    copy.write_bytes(b"not the weights")  # a truncated download, a replaced file
+    assert expected_inception_sha256(copy) == SHIPPED_INCEPTION_SHA256
+    with pytest.raises(ConfigError, match=r"SHA-256 .* not the known .* corrupt or replaced"):
+        verify_sha256(copy, expected_inception_sha256(copy))
+    # a file the user names is theirs: hashed (for the fingerprint), not refused
+    assert expected_inception_sha256(copy, configured=str(copy)) is None
+    monkeypatch.setenv(INCEPTION_ENV, str(copy))
+    assert expected_inception_sha256(copy) is None
+    assert verify_sha256(copy, None) == hashlib.sha256(b"not the weights").hexdigest()
