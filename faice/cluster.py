@@ -170,6 +170,21 @@ def check_launcher_config(doc: dict) -> Report:
             "head_start_ray_commands: no --autoscaling-config, so idle workers are never released"
         )
 
+    excluded = (
+        {str(x) for x in doc.get("rsync_exclude") or []}
+        if isinstance(doc.get("rsync_exclude"), list)
+        else set()
+    )
+    filters = (
+        {str(x) for x in doc.get("rsync_filter") or []}
+        if isinstance(doc.get("rsync_filter"), list)
+        else set()
+    )
+    if ".env" not in excluded and ".gitignore" not in filters:
+        report.errors.append(
+            'rsync_exclude: `ray up` would copy .env (secrets) to every machine; add ".env" to rsync_exclude '
+            'or rsync_filter: [".gitignore"]'
+        )
     everything = yaml.safe_dump(doc, width=10**6)
     report.errors += insecure_settings(everything)
     for m in _SECRET_VALUE.finditer(everything):

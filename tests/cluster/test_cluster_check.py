@@ -98,6 +98,25 @@ def _set_workers(doc, command):
             "WANDB_API_KEY is written in the file",
         ),
         (lambda d: d["provider"].pop("head_ip"), "provider.head_ip: missing"),
+        # every spelling of an open dashboard or a non-token auth mode
+        *[
+            (lambda d, c=cmd: d["head_start_ray_commands"].append(c), msg)
+            for cmd, msg in [
+                ("ray start --head --dashboard-host=0.0.0.0", "--dashboard-host 0.0.0.0"),
+                ('ray start --head --dashboard-host="0.0.0.0"', "--dashboard-host 0.0.0.0"),
+                ("ray start --head --dashboard-host '0.0.0.0'", "--dashboard-host 0.0.0.0"),
+                ("ray start --head --dashboard-host ::", "--dashboard-host ::"),
+                (
+                    "FAICE_DASHBOARD_HOST=0.0.0.0 bash cluster/start-node.sh --head",
+                    "FAICE_DASHBOARD_HOST 0.0.0.0",
+                ),
+                ("export FAICE_DASHBOARD_HOST='0.0.0.0'", "FAICE_DASHBOARD_HOST 0.0.0.0"),
+                ('export RAY_AUTH_MODE="disabled"', "RAY_AUTH_MODE=disabled:"),
+                ("RAY_AUTH_MODE='' ray status", "RAY_AUTH_MODE=(empty):"),
+                ("env RAY_AUTH_MODE=none ray start", "RAY_AUTH_MODE=none:"),
+            ]
+        ],
+        (lambda d: d.update(rsync_exclude=[".venv"], rsync_filter=[]), "would copy .env (secrets)"),
     ],
 )
 def test_broken_lab_yaml_fails_naming_the_key(edit, message):
@@ -116,3 +135,10 @@ def test_the_cli_exits_nonzero_on_errors(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 1, out
     assert "lab.yaml: ok" in out and "bad.yaml: error: worker_start_ray_commands: worker 10.0.0.99" in out
+
+
+def test_the_shipped_lab_yaml_keeps_every_gitignored_path_off_the_machines():
+    ignored = [ln.strip().rstrip("/") for ln in (REPO / ".gitignore").read_text().splitlines() if ln.strip()]
+    assert ".gitignore" in LAB["rsync_filter"]
+    missing = [p for p in ignored if p not in LAB["rsync_exclude"] and f"**/{p}" not in LAB["rsync_exclude"]]
+    assert not missing, f"lab.yaml's rsync_exclude lacks {missing} (in .gitignore)"

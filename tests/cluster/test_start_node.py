@@ -77,3 +77,30 @@ def test_the_host_is_found_by_hostname(tmp_path):
     host = subprocess.run(["hostname"], capture_output=True, text=True, timeout=10).stdout.strip()
     info, _ = node(start_node(tmp_path, "--address", "10.1.0.1:6379", gpus=1, pools=f"{host}=eval"))
     assert info["pool"] == "eval" and info["resources"] == {"eval_slot": 1}
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"RAY_AUTH_MODE": "disabled"}, "RAY_AUTH_MODE='disabled' is refused"),
+        ({"RAY_AUTH_MODE": ""}, "RAY_AUTH_MODE='' is refused"),
+        ({"FAICE_DASHBOARD_HOST": "0.0.0.0"}, "a dashboard on 0.0.0.0 (every interface) is refused"),
+        ({"FAICE_DASHBOARD_HOST": "::"}, "a dashboard on :: (every interface) is refused"),
+    ],
+)
+def test_the_head_refuses_other_auth_modes_and_an_open_dashboard(tmp_path, env, message):
+    script_env = {**os.environ, "PATH": "/usr/bin:/bin", "FAICE_POOLS": ""}
+    script_env.pop("RAY_AUTH_MODE", None)
+    script_env.update(env)
+    out = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--head", "--node-ip", "10.1.0.1"], env=script_env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    quoted = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--head", "--node-ip", "10.1.0.1", "--",
+                             '--dashboard-host="0.0.0.0"'], env={**script_env, **{"RAY_AUTH_MODE": "token"},
+                            "FAICE_DASHBOARD_HOST": "10.1.0.1"}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert quoted.returncode == 2 and "every interface" in quoted.stderr
+    allowed = {**script_env, "RAY_AUTH_MODE": "token", "FAICE_ALLOW_PUBLIC_DASHBOARD": "1"}
+    if "FAICE_DASHBOARD_HOST" in env:  # asked for explicitly: allowed
+        ok = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--head", "--node-ip", "10.1.0.1"], env=allowed,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert ok.returncode == 0 and f"--dashboard-host={env['FAICE_DASHBOARD_HOST']}" in ok.stdout
