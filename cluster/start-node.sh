@@ -93,7 +93,7 @@ case "$pool" in
     *) echo "start-node.sh: unknown pool '$pool'; valid pools: train, eval (head for --head)" >&2; exit 2 ;;
 esac
 
-# Token authentication, whatever the environment says: an inherited RAY_AUTH_MODE=disabled (or any other
+# Token authentication, whatever the environment says: an inherited auth mode other than token (any
 # mode) is refused, not passed on. The dashboard (and with it the job API) never listens on every
 # interface unless asked for explicitly with FAICE_ALLOW_PUBLIC_DASHBOARD=1.
 if [[ -n "${RAY_AUTH_MODE+x}" && "$RAY_AUTH_MODE" != token ]]; then

@@ -77,7 +77,7 @@ _OPEN_DASHBOARD = re.compile(
     r"""(0\.0\.0\.0|::|\[::\]|\*)(?![\w.])""",
     re.IGNORECASE,
 )
-# RAY_AUTH_MODE=disabled, RAY_AUTH_MODE="disabled", export RAY_AUTH_MODE='', RAY_AUTH_MODE: disabled ...
+# every spelling of the auth mode: RAY_AUTH_MODE=X, RAY_AUTH_MODE="X", export RAY_AUTH_MODE='', RAY_AUTH_MODE: X ...
 _AUTH_MODE = re.compile(r"""RAY_AUTH_MODE["']?\s*(?:=|:)\s*\\?["']?([^\s"'\\;&|)]*)""")
 
 
