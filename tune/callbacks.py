@@ -16,17 +16,17 @@ class ResultsOnTrialEnd(Callback):
         self.search_dir, self.keys = str(search_dir), list(keys)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._write(trials)
+        self._write(trials, trial, "TERMINATED")  # (Tune sets the trial's status after its callbacks)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(trials)
+        self._write(trials, trial, "ERROR")
 
-    def _write(self, trials) -> None:
+    def _write(self, trials, ended, status: str) -> None:
         from faice.results import collect, load_search, write_tables, write_trials
 
         search_dir = Path(self.search_dir)
         records = {
-            t.trial_id: {"status": t.status, "params": {k: (t.config or {}).get(k) for k in self.keys}}
+            t.trial_id: {"status": status if t is ended else t.status, "params": {k: (t.config or {}).get(k) for k in self.keys}}
             for t in trials
         }
         try:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import torch
-
 from faice.config import Config
 from faice.durable import write_json_atomic
-from faice.models import count_parameters
-from faice.plots import loss_curve
-from faice.sampling import generate, images_stats, make_grid, save_samples, to_pil, upscale
+
+# (torch, the models and the samplers are imported where a run's outputs are written: the W&B sync below
+# runs in the search launcher, which should not pay seconds of imports for it)
 
 
 def _sampling_model(state):
@@ -24,6 +22,8 @@ def _sampling_model(state):
 
 def write_sample_grid(cfg: Config, state, run_dir: Path, reporter) -> Path | None:
     """Sample cfg.eval.grid_images with a fixed seed; save samples/step-N.png and log it (rank 0 only)."""
+    from faice.sampling import generate, images_stats, make_grid, to_pil, upscale
+
     acc = state.accelerator
     path = None
     if acc.is_main_process:
@@ -41,6 +41,12 @@ def write_sample_grid(cfg: Config, state, run_dir: Path, reporter) -> Path | Non
 
 def finish_run(cfg: Config, state, run_dir: Path, reporter, ckpt: Path) -> dict | None:
     """Final samples + grid, loss curve and summary.json (rank 0); returns the summary."""
+    import torch
+
+    from faice.models import count_parameters
+    from faice.plots import loss_curve
+    from faice.sampling import generate, images_stats, save_samples
+
     acc = state.accelerator
     summary = None
     if acc.is_main_process:
