@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 from pathlib import Path
@@ -159,6 +160,43 @@ def advertised(tmp_path, pool: str) -> dict:
     return info["resources"]
 
 
+def start_lab(lab) -> None:
+    """(Re)start the lab cluster of `lab` (fresh processes, new ports): a head, two training nodes, an
+    evaluation node; sets lab.cluster, lab.head, lab.train, lab.eval, lab.env."""
+    from ray.cluster_utils import Cluster
+
+    from jobs.local_ray import free_port, local_env
+
+    head = {"num_cpus": 1, "resources": lab.resources["head"], "include_dashboard": True,
+            "dashboard_host": "127.0.0.1", "dashboard_port": free_port()}  # fmt: skip
+    lab.cluster = Cluster(initialize_head=True, head_node_args=head)
+    lab.head = lab.cluster.head_node.node_id
+    lab.train = [lab.cluster.add_node(num_cpus=1, resources=lab.resources["train"]) for _ in range(2)]
+    lab.eval = lab.cluster.add_node(num_cpus=1, resources=lab.resources["eval"])
+    lab.cluster.wait_for_nodes()
+    lab.env = {**local_env(), "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
+
+
+def kill_lab(lab) -> set[int]:
+    """SIGKILL every process of the lab cluster (each node's GCS, raylet, dashboard, their workers), as a
+    power cut would; returns the pids killed."""
+    import signal
+
+    from jobs.local_ray import _process_table
+
+    table = _process_table()
+    roots = {info.process.pid for node in [lab.cluster.head_node, *lab.cluster.worker_nodes]
+             for infos in node.all_processes.values() for info in infos if info.process is not None}  # fmt: skip
+    found, frontier = set(roots), set(roots)
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in table.items() if ppid in frontier} - found
+        found |= frontier
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return found
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A lab cluster on one machine, shared by the pool and lab-fault tests: a head (1 CPU, the trials'
@@ -168,7 +206,7 @@ def lab(tmp_path_factory):
     when the module using it ends."""
     from types import SimpleNamespace
 
-    from jobs.local_ray import apply_local_env, ensure_local_token, free_port, local_env
+    from jobs.local_ray import apply_local_env, ensure_local_token
 
     apply_local_env()
     ensure_local_token()  # token auth, as every cluster faice starts; the launchers inherit its path
@@ -176,28 +214,16 @@ def lab(tmp_path_factory):
     # restarted trial may wait for a free training node as long as the test allows
     saved = {k: os.environ.get(k) for k in ("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S",)}
     os.environ.update(RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S="600")
-    from ray.cluster_utils import Cluster
 
     tmp = tmp_path_factory.mktemp("start-node")
     resources = {pool: advertised(tmp, pool) for pool in ("head", "train", "eval")}
     assert resources == {"head": {}, "train": {"train_slot": 1}, "eval": {"eval_slot": 1}}
-    head = {
-        "num_cpus": 1,
-        "resources": resources["head"],
-        "include_dashboard": True,
-        "dashboard_host": "127.0.0.1",
-        "dashboard_port": free_port(),
-    }
-    cluster = Cluster(initialize_head=True, head_node_args=head)
+    lab = SimpleNamespace(resources=resources)
+    start_lab(lab)
     try:
-        lab = SimpleNamespace(cluster=cluster, resources=resources, head=cluster.head_node.node_id)
-        lab.train = [cluster.add_node(num_cpus=1, resources=resources["train"]) for _ in range(2)]
-        lab.eval = cluster.add_node(num_cpus=1, resources=resources["eval"])
-        cluster.wait_for_nodes()
-        lab.env = {**local_env(), "PYTHONPATH": str(REPO), "WANDB_SILENT": "true"}
         yield lab
     finally:
-        cluster.shutdown()
+        lab.cluster.shutdown()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

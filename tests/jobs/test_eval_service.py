@@ -24,6 +24,7 @@ import pytest
 from faice.config import ConfigError
 from faice.results import read_jsonl
 from faice.train.checkpoint import latest_checkpoint
+from tests.conftest import kill_lab, start_lab
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
@@ -281,7 +282,9 @@ def test_losing_two_machines_and_the_launcher_loses_one_interval_a_time_no_metri
     the checkpoints wait for the evaluation machine. Then the launcher itself is killed (SIGKILL, its
     process group): `--resume` reruns no finished trial, resumes the unfinished one from its checkpoint
     (at most one interval lost again), re-queues the evaluations the dead launcher held, and once the
-    evaluation machine is back every checkpoint is scored: no metric is lost."""
+    evaluation machine is back every checkpoint is scored: no metric is lost. Last, the whole cluster is
+    killed, every Ray process of every machine with the launcher (a power cut): a new cluster and
+    `--resume` again lose at most one interval, no evaluation, and no finished trial."""
     max_steps = 80  # long enough that both trials train at once, however staggered their starts
     args = (f"budget.max_steps={max_steps}", f"config.train.checkpoint_every={CHECKPOINT_EVERY}",
             "config.train.log_every=1")  # fmt: skip
@@ -314,7 +317,9 @@ def test_losing_two_machines_and_the_launcher_loses_one_interval_a_time_no_metri
                     return done[0], again[0]
             return None
 
+        lost_at = time.time()
         finished, lost = _wait(proc, lost_trial_training_again, 600, "the lost trial training again")
+        node_recovery = time.time() - lost_at  # (until it trained 3 steps past its resume point)
         finished_mtime = (finished / "summary.json").stat().st_mtime
         time.sleep(1.5)  # Tune's state (saved every second) has the finished trial as finished
         _kill_group(proc)  # the launcher, its trial actors and the evaluation queue it held
@@ -328,57 +333,87 @@ def test_losing_two_machines_and_the_launcher_loses_one_interval_a_time_no_metri
         assert early["status"] == "finished", early
 
         resumed_proc = _lab_search(lab, tmp_path, debug_data, *args, "--resume")
+        relaunched_at = time.time()
+
+        def lost_trial_past_its_second_resume():
+            starts = _resumes(lost)
+            step = _steps(runs)[lost.name]
+            return len(starts) == 2 and starts[1] + 3 <= step < max_steps - 3 and step % CHECKPOINT_EVERY
+
         _wait(
-            resumed_proc,
-            lambda: len(s := _steps(runs)) == 2 and all(v == max_steps for v in s.values()),
-            600,
-            "both trials to finish training",
+            resumed_proc, lost_trial_past_its_second_resume, 600, "the lost trial resumed by the new launcher"
         )
-        lab.eval = lab.cluster.add_node(num_cpus=1, resources=lab.resources["eval"])  # it comes back
+        launcher_recovery = time.time() - relaunched_at
+        # where everything ran on this cluster: training workers only on training machines (the lost one
+        # too), trial actors and Ray Train controllers on the head; the killed launcher's trial left no
+        # placement group behind (the new launcher reclaims them)
+        train_nodes = {victim.node_id, *(n.node_id for n in lab.train)}
+        workers = _actor_nodes(lab.cluster.address, "RayTrainWorker")
+        assert workers and set(workers) <= train_nodes and victim.node_id in workers, workers
+        assert set(_actor_nodes(lab.cluster.address, "TrainController")) == {lab.head}
+        _wait_for_no_orphan_groups(lab.cluster.address, 60)
+
+        # the whole cluster is lost (every Ray process of every machine, and the launcher): a new cluster,
+        # the evaluation machine back in it, and --resume
+        at_power_cut = _steps(runs)[lost.name]
+        _kill_group(resumed_proc)
+        killed = kill_lab(lab)
+        cut_at = time.time()
+        deadline = time.time() + 60
+        while [
+            p
+            for p in killed
+            if Path(f"/proc/{p}").exists() and b") Z" not in Path(f"/proc/{p}/stat").read_bytes()
+        ]:
+            assert time.time() < deadline, "a Ray process of the killed cluster survived"
+            time.sleep(0.2)
+        start_lab(lab)
+        resumed_proc = _lab_search(lab, tmp_path, debug_data, *args, "--resume")
+        _wait(
+            resumed_proc, lambda: len(_resumes(lost)) == 3, 600, "the lost trial resumed on the new cluster"
+        )
+        cluster_recovery = time.time() - cut_at
         output = _finish(resumed_proc, 600)
     finally:
         _kill_group(proc)
         if resumed_proc is not None:
             _kill_group(resumed_proc)
-        if lab.eval is old_eval:
-            lab.eval = lab.cluster.add_node(num_cpus=1, resources=lab.resources["eval"])
-    lab.train[0] = lab.cluster.add_node(num_cpus=1, resources=lab.resources["train"])  # the machine returns
+        if len(lab.cluster.worker_nodes) < 3:  # failed before the new cluster came up: the next tests need one
+            kill_lab(lab)
+            start_lab(lab)
 
     rows = _results(search)
     assert len(rows) == 2 and {r["status"] for r in rows} == {"finished"}, rows  # every trial accounted for
     for row in rows:
         assert max(m["step"] for m in read_jsonl(runs / row["trial_id"] / "metrics.jsonl")) == max_steps
-    # the finished trial was not run again; the other resumed twice: after its machine, after the launcher
+    # the finished trial was not run again; the other resumed 3 times: after its machine, after the
+    # launcher, after the whole cluster
     assert (finished / "summary.json").stat().st_mtime == finished_mtime, "a finished trial was run again"
     assert not _resumes(finished), "the trial of the machine that stayed resumed"
     starts = _resumes(lost)
-    assert len(starts) == 2, starts
-    lost_steps = [at_loss[lost.name] - starts[0], at_kill - starts[1]]
+    assert len(starts) == 3, starts
+    lost_steps = [at_loss[lost.name] - starts[0], at_kill - starts[1], at_power_cut - starts[2]]
     missing = {
         r["trial_id"]: _missing_metrics(runs / r["trial_id"], max_steps, CHECKPOINT_EVERY) for r in rows
     }
     nodes = [e["node_id"] for r in rows for e in read_jsonl(runs / r["trial_id"] / "eval.jsonl")]
-    print(f"\nlost a training and the evaluation node, then the launcher: trial {lost.name} resumed from "
-          f"steps {starts}; steps lost {lost_steps} (bound {CHECKPOINT_EVERY} each); {len(pending)} pending "
-          f"evaluation(s) at the kill; metrics missing {sum(map(len, missing.values()))} (bound 0); "
-          f"{nodes.count(lab.eval.node_id)} of {len(nodes)} evaluations ran after it returned")  # fmt: skip
+    print(f"\nlost a training and the evaluation node, then the launcher, then the whole cluster: trial "
+          f"{lost.name} resumed from steps {starts}; steps lost {lost_steps} (bound {CHECKPOINT_EVERY} each); "
+          f"{len(pending)} pending evaluation(s) at the launcher's kill; metrics missing "
+          f"{sum(map(len, missing.values()))} (bound 0); {nodes.count(lab.eval.node_id)} of {len(nodes)} "
+          f"evaluations ran on the new cluster's evaluation node; recovered {node_recovery:.1f} s after the "
+          f"nodes were lost, {launcher_recovery:.1f} s after the relaunch, {cluster_recovery:.1f} s after "
+          f"the whole cluster was killed (new cluster included)")  # fmt: skip
     assert all(0 <= n <= CHECKPOINT_EVERY for n in lost_steps) and all(
         s % CHECKPOINT_EVERY == 0 for s in starts
-    )
+    ), (lost_steps, starts)
     assert not any(missing.values()), missing
     assert "0 failed" in output and "pending evaluation re-queued" in output, output[-3000:]
-
-    # where everything ran: training workers only on training machines, evaluations only on the
-    # evaluation machines (before and after it returned), trial actors and Ray Train controllers on the head
-    train_nodes = {victim.node_id, *(n.node_id for n in lab.train)}
-    workers = _actor_nodes(lab.cluster.address, "RayTrainWorker")
-    assert workers and set(workers) <= train_nodes and victim.node_id in workers, workers
-    assert set(_actor_nodes(lab.cluster.address, "TrainController")) == {lab.head}
+    # evaluations only on evaluation machines: the first, and the new cluster's once it was back
     assert lab.eval.node_id in nodes and set(nodes) <= {old_eval.node_id, lab.eval.node_id}, nodes
     for row in rows:
         for e in read_jsonl(runs / row["trial_id"] / "eval.jsonl"):
             assert e["resources"].get("eval_slot") == 1, e
-    _wait_for_no_orphan_groups(lab.cluster.address, 60)  # the killed launcher's trial left none behind
 
 
 def _wait_for_no_orphan_groups(address: str, timeout: float) -> None:
