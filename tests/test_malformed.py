@@ -309,3 +309,31 @@ def test_malformed_search_spaces_are_one_line_errors(tmp_path):
 
     check()
     assert len(seen) >= 150, len(seen)
+
+
+def test_bad_json_for_resources_per_worker_is_one_line(debug_data):
+    from jobs.train import main
+
+    code, output = run(
+        main, ["--config", DEBUG, "--resources-per-worker", '{"train_slot": 1', f"data.path={debug_data}"]
+    )
+    assert_one_line_error(code, output, "--resources-per-worker")
+    assert "--resources-per-worker: not valid JSON" in output
+
+
+def test_a_second_launcher_on_the_same_search_is_refused(tmp_path):
+    """The launcher holds <storage>/<search>/.launcher.lock (flock) while it runs: another launcher of the
+    same search and storage is refused with a message naming the holder; the lock dies with its process."""
+    import tune.search as launcher
+
+    launcher._hold_search_lock(tmp_path / "debug-eval")  # as a running launcher holds it
+    try:
+        code, output = run(launcher.main,
+                           ["--space", "tests/tune/debug-eval.yaml", "--storage", str(tmp_path)])  # fmt: skip
+    finally:
+        launcher._held_locks.pop().close()
+    assert_one_line_error(code, output, "second launcher")
+    assert "is being run by pid" in output and "--name" in output
+    code, output = run(launcher.main, ["--space", "tests/tune/debug-eval.yaml", "--storage", str(tmp_path),
+                                       "--name", "../x"])  # fmt: skip
+    assert_one_line_error(code, output, "--name ../x")

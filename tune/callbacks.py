@@ -26,7 +26,10 @@ class ResultsOnTrialEnd(Callback):
 
         search_dir = Path(self.search_dir)
         records = {
-            t.trial_id: {"status": status if t is ended else t.status, "params": {k: (t.config or {}).get(k) for k in self.keys}}
+            t.trial_id: {
+                "status": status if t is ended else t.status,
+                "params": {k: (t.config or {}).get(k) for k in self.keys},
+            }
             for t in trials
         }
         try:

@@ -117,6 +117,10 @@ def _set_workers(doc, command):
             ]
         ],
         (lambda d: d.update(rsync_exclude=[".venv"], rsync_filter=[]), "would copy .env (secrets)"),
+        (
+            lambda d: _set_workers(d, 'FAICE_POOLS="10.0.0.11=train bash start-node.sh'),
+            "FAICE_POOLS: cannot read",
+        ),
     ],
 )
 def test_broken_lab_yaml_fails_naming_the_key(edit, message):

@@ -83,3 +83,20 @@ def test_the_head_may_train_when_annotated():
     doc["spec"]["headGroupSpec"]["rayStartParams"]["resources"] = '"{\\"train_slot\\": 1}"'
     doc["metadata"]["annotations"] = {"faice/head-trains": "true"}
     assert check_kuberay(doc) == []
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["spec"].update(workerGroupSpecs=5),
+        lambda d: _worker(d)["template"]["spec"].update(containers={"a": 1}),
+        lambda d: d["spec"]["headGroupSpec"].update(rayStartParams=[1]),
+        lambda d: _worker(d).update(replicas="many"),
+        lambda d: d.update(spec=None),
+    ],
+)
+def test_wrongly_typed_fields_are_errors_not_tracebacks(edit):
+    doc = copy.deepcopy(DOC)
+    edit(doc)
+    errors = check_kuberay(doc)
+    assert errors and all(isinstance(e, str) and "\n" not in e for e in errors), errors

@@ -208,3 +208,33 @@ def test_cli_prepare_on_the_original_layout(celeba, tmp_path, capsys):
     assert sorted(Path(s["file"]).name for s in manifest["skipped"]) == ["100.jpg", "101.jpg", "102.jpg"]
     printed = capsys.readouterr().out
     assert "train=8" in printed and "skipped 3" in printed and "100.jpg" in printed
+
+
+def test_a_bad_sheet_or_captions_file_is_a_one_line_error_naming_the_file_and_row(tmp_path):
+    from faice.data.prepare import read_captions, read_label_sheet
+    from faice.errors import ConfigError
+
+    header = tmp_path / "header.xlsx"
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["id", "male"])
+    workbook.save(header)
+    with pytest.raises(ConfigError, match=r"header.xlsx: needs the columns image,label in row 1"):
+        read_label_sheet(header)
+    ids = tmp_path / "ids.xlsx"
+    workbook = openpyxl.Workbook()
+    for row in (["image", "label"], [1, 0], ["seven", 1]):
+        workbook.active.append(row)
+    workbook.save(ids)
+    with pytest.raises(ConfigError, match=r"ids.xlsx, row 3: expected an integer image id .*'seven'"):
+        read_label_sheet(ids)
+    junk = tmp_path / "junk.xlsx"
+    junk.write_bytes(b"not a workbook")
+    with pytest.raises(ConfigError, match="cannot be read as .xlsx"):
+        read_label_sheet(junk)
+    for text, message in (
+        ('{"1.jpg": "a man",', "not valid JSON at line 1"),
+        ('["a"]', "expected an object"),
+    ):
+        (tmp_path / "captions_hq.json").write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            read_captions(tmp_path / "captions_hq.json")

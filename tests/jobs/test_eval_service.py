@@ -378,7 +378,8 @@ def test_losing_two_machines_and_the_launcher_loses_one_interval_a_time_no_metri
         _kill_group(proc)
         if resumed_proc is not None:
             _kill_group(resumed_proc)
-        if len(lab.cluster.worker_nodes) < 3:  # failed before the new cluster came up: the next tests need one
+        # failed before the new cluster came up: the next tests need one
+        if len(lab.cluster.worker_nodes) < 3:
             kill_lab(lab)
             start_lab(lab)
 
