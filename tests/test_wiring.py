@@ -297,11 +297,14 @@ def test_label_dropout_reaches_the_loss_of_a_conditional_model(debug_cfg):
         (["model.time_embedding_norm=scale_shift"], lambda c: c.resnet_time_scale_shift == "scale_shift"),
         (["model.dropout=0.25"], lambda c: c.dropout == 0.25),
         (["model.name=unet-tiny"], lambda c: c.block_out_channels == (32, 64, 64) and c.layers_per_block == 1),
+        # debug.yaml's 16 px: [1, 2, 2, 2] keeps 16/8 px at an 8 px floor, all four levels at 2 px
+        (["model.channel_mult=[1, 2, 2, 2]", "model.min_level_size=8"], lambda c: len(c.block_out_channels) == 2),
+        (["model.channel_mult=[1, 2, 2, 2]", "model.min_level_size=2"], lambda c: len(c.block_out_channels) == 4),
     ],
 )  # fmt: skip
 @wires("model.name", "model.base_channels", "model.channel_mult", "model.layers_per_block",
        "model.attention_resolutions", "model.attention_head_dim", "model.resample", "model.time_embedding_norm",
-       "model.dropout")  # fmt: skip
+       "model.dropout", "model.min_level_size")  # fmt: skip
 def test_unet_fields_shape_the_network(debug_cfg, overrides, effect):
     from faice.train.state import build_task_model
 

@@ -39,6 +39,7 @@ def validate(cfg: Config) -> None:
         "train.keep_checkpoints": cfg.train.keep_checkpoints,
         "diffusion.num_train_timesteps": cfg.diffusion.num_train_timesteps,
         "sample.num_inference_steps": cfg.sample.num_inference_steps,
+        "model.min_level_size": 1 if cfg.model.min_level_size is None else cfg.model.min_level_size,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -72,7 +72,14 @@ class ModelConfig:
         "unet-ddpm", "Architecture preset; fields left null take the preset's value.", _model_names
     )
     base_channels: int | None = opt(None, "Channels of the first UNet level.")
-    channel_mult: list[int] | None = opt(None, "Channel multiplier per level; levels below 4 px are dropped.")
+    channel_mult: list[int] | None = opt(
+        None, "Channel multiplier per level; levels below model.min_level_size are dropped."
+    )
+    min_level_size: int | None = opt(
+        None,
+        "Smallest feature map (px) a UNet level may have; deeper levels of channel_mult are dropped. Presets: "
+        "4 px; the latent unet-ldm-* 1 px (the original ran 6 blocks on 32 px latents, down to 1 px).",
+    )
     layers_per_block: int | None = opt(None, "ResNet layers per UNet block.")
     attention_resolutions: list[int] | None = opt(
         None, "Feature-map sizes (px) whose blocks get self-attention."

@@ -15,6 +15,7 @@ MODEL_PRESETS: dict[str, dict] = {
         attention_head_dim=None,
         resample="conv",
         time_embedding_norm="default",
+        min_level_size=4,
     ),
     "unet-adm": dict(
         base_channels=128,
@@ -24,6 +25,7 @@ MODEL_PRESETS: dict[str, dict] = {
         attention_head_dim=64,
         resample="resnet",
         time_embedding_norm="scale_shift",
+        min_level_size=4,
     ),
     "unet-resnet": dict(
         base_channels=64,
@@ -33,6 +35,7 @@ MODEL_PRESETS: dict[str, dict] = {
         attention_head_dim=None,
         resample="resnet",
         time_embedding_norm="default",
+        min_level_size=4,
     ),
     # ~1 M parameters: the demo's model, learns the synthetic faces at 32 px in minutes on a CPU.
     "unet-tiny": dict(
@@ -43,6 +46,7 @@ MODEL_PRESETS: dict[str, dict] = {
         attention_head_dim=None,
         resample="conv",
         time_embedding_norm="default",
+        min_level_size=4,
     ),
     # For tests: a few thousand parameters, one attention block, runs a step in milliseconds.
     "debug": dict(
@@ -53,12 +57,13 @@ MODEL_PRESETS: dict[str, dict] = {
         attention_head_dim=None,
         resample="conv",
         time_embedding_norm="default",
+        min_level_size=4,
     ),
 }
 
 
-# Latent UNets of the original's LDM study (4, 5 and 6 blocks, e.g. on the 32 px latents a 3-block
-# autoencoder makes of 128 px faces): the LDM paper's CelebA-HQ widths, attention at 16 and 8 px.
+# Latent UNets of the original's LDM study (4, 5 and 6 blocks on the 32 px latents a 3-block autoencoder
+# makes of 128 px faces, so 6 blocks reach 1 px): the LDM paper's CelebA-HQ widths, attention at 16 and 8 px.
 for _blocks, _mult in ((4, [1, 2, 3, 4]), (5, [1, 2, 2, 3, 4]), (6, [1, 1, 2, 2, 3, 4])):
     MODEL_PRESETS[f"unet-ldm-{_blocks}"] = dict(
         base_channels=128,
@@ -68,6 +73,7 @@ for _blocks, _mult in ((4, [1, 2, 3, 4]), (5, [1, 2, 2, 3, 4]), (6, [1, 1, 2, 2,
         attention_head_dim=32,
         resample="conv",
         time_embedding_norm="default",
+        min_level_size=1,
     )
 
 # The name the original's architecture study used for its baseline (the same layout as unet-ddpm).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 from diffusers import UNet2DModel
 
@@ -10,18 +11,23 @@ from faice.conditioning import num_classes
 from faice.models.presets import MODEL_PRESETS
 from faice.models.registry import MODELS
 
-MIN_FEATURE_MAP = 4
 
-
-def unet_levels(resolution: int, channel_mult: list[int]) -> list[int]:
-    """The multipliers kept at `resolution`: levels whose feature map would fall below 4 px are dropped."""
-    max_levels = int(math.log2(resolution // MIN_FEATURE_MAP)) + 1
-    return list(channel_mult[: max(1, max_levels)])
+def unet_levels(resolution: int, channel_mult: list[int], min_size: int = 4) -> list[int]:
+    """The multipliers kept at `resolution`: levels whose feature map would fall below `min_size` px are
+    dropped (the first level is always kept)."""
+    max_levels = int(math.log2(max(1, resolution // min_size))) + 1
+    return list(channel_mult[:max_levels])
 
 
 def unet_kwargs(cfg, resolution: int, in_channels: int = 3) -> dict:
     """UNet2DModel constructor arguments for `cfg`; attention goes to levels whose size is listed."""
-    mult = unet_levels(resolution, cfg.channel_mult)
+    mult = unet_levels(resolution, cfg.channel_mult, cfg.min_level_size)
+    if len(mult) < len(cfg.channel_mult):
+        warnings.warn(
+            f"model.channel_mult: {len(cfg.channel_mult)} levels at {resolution} px, the last "
+            f"{len(cfg.channel_mult) - len(mult)} dropped (below model.min_level_size={cfg.min_level_size} px)",
+            stacklevel=2,
+        )
     channels = [cfg.base_channels * m for m in mult]
     sizes = [resolution // 2**i for i in range(len(mult))]
     attn = [s in cfg.attention_resolutions for s in sizes]

@@ -137,7 +137,7 @@ def samplers_used(cfg: Config) -> set[str]:
 
 UNET_KEYS = tuple(f"model.{k}" for k in ("base_channels", "channel_mult", "layers_per_block",
                                         "attention_resolutions", "attention_head_dim", "resample",
-                                        "time_embedding_norm"))  # fmt: skip
+                                        "time_embedding_norm", "min_level_size"))  # fmt: skip
 DIT_KEYS = tuple(f"model.{k}" for k in ("depth", "width", "heads", "patch_size"))
 AUGMENT_KEYS = ("data.crop", "data.crop_scale", "data.blur_sigma", "data.blur_kernel", "data.blur_prob")
 

@@ -245,7 +245,8 @@ def _actor_nodes(address: str, class_name: str) -> list[str]:
             limit=1000,
             raise_on_missing_output=False,
         )
-        return [a.node_id for a in actors]
+        # an actor that died before it was placed (its node lost while it was created) ran nowhere
+        return [a.node_id for a in actors if a.node_id is not None]
     finally:
         ray.shutdown()
 

@@ -38,9 +38,31 @@ def test_attention_and_resampling_follow_the_config():
     assert ddpm["downsample_type"] == "conv"
 
 
-def test_levels_below_4px_are_dropped():
+def test_levels_below_the_smallest_size_are_dropped():
     assert unet_levels(128, [1, 1, 2, 2, 4, 4]) == [1, 1, 2, 2, 4, 4]
-    assert unet_levels(32, [1, 1, 2, 2, 4, 4]) == [1, 1, 2, 2]
+    assert unet_levels(32, [1, 1, 2, 2, 4, 4]) == [1, 1, 2, 2]  # 32, 16, 8, 4 px
+    assert unet_levels(32, [1, 1, 2, 2, 4, 4], 1) == [1, 1, 2, 2, 4, 4]  # down to 1 px
+    assert unet_levels(8, [1, 2, 3, 4, 5], 1) == [1, 2, 3, 4]
+    assert unet_levels(2, [1, 2], 4) == [1]  # the first level is always kept
+
+
+def test_the_latent_depth_study_builds_three_depths_on_the_originals_32px_latents():
+    """The original's LDM study ran 4, 5 and 6 blocks on 32 px latents (6 blocks reach 1 px): each preset
+    keeps every level there, and on the tiny scale's 8 px latents the three still build different networks."""
+    from faice.config import resolve
+
+    for size, depths in ((32, (4, 5, 6)), (8, (4, 4, 4))):
+        built = []
+        for blocks in (4, 5, 6):
+            model = resolve(
+                load_config(None, [f"model.name=unet-ldm-{blocks}", "model.base_channels=8"])
+            ).model
+            built.append(unet_kwargs(model, size, in_channels=4))
+        assert tuple(len(b["block_out_channels"]) for b in built) == depths
+        assert len({b["block_out_channels"] for b in built}) == 3
+    net = build_model(resolve(load_config(None, ["model.name=unet-ldm-6", "model.base_channels=8"])).model, 32,
+                      in_channels=4)  # fmt: skip
+    assert net(torch.randn(1, 4, 32, 32), torch.tensor([3])).sample.shape == (1, 4, 32, 32)
 
 
 def test_sizes_come_from_config():
