@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import ray.train
@@ -148,6 +149,7 @@ def quiet_report_logs() -> None:
 
 def worker_loop(loop_config: dict) -> None:
     """Body of every Ray Train worker: the faice loop, resuming from Ray's latest checkpoint if any."""
+    from faice.train.checkpoint import write_checkpoint_reference
     from faice.train.loop import Hooks, train
     from jobs.eval_pool import get_dispatcher
 
@@ -167,8 +169,19 @@ def worker_loop(loop_config: dict) -> None:
     def on_checkpoint(path: Path, step: int, metrics: dict) -> None:
         if pool is not None:  # (born marked EVAL_PENDING: pruning keeps it until the pool has read it)
             pool.submit.remote(trial_id, run_dir, str(path), step, step >= cfg.train.max_steps)
-        ckpt = Checkpoint.from_directory(str(path)) if rank == 0 else None
-        ray.train.report({**metrics, "step": step, "checkpoint_step": step}, checkpoint=ckpt)
+        # Ray Train is given a reference to faice's checkpoint, not the folder itself, which it would copy
+        # into <storage>/train a second time (the weights twice on shared storage); a resumed worker finds
+        # the checkpoint through it (resolve_checkpoint)
+        ckpt = None
+        if rank == 0:
+            ref = Path(tempfile.mkdtemp(prefix="faice-ref-"))
+            write_checkpoint_reference(ref, path)
+            ckpt = Checkpoint.from_directory(str(ref))
+        ray.train.report(
+            {**metrics, "step": step, "checkpoint_step": step},
+            checkpoint=ckpt,
+            delete_local_checkpoint_after_upload=True,  # the temp reference, once Ray has its copy
+        )
 
     def poll_evals() -> list[dict]:
         return ray.get(pool.poll.remote(trial_id), timeout=60)

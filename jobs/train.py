@@ -103,8 +103,10 @@ def run(args: argparse.Namespace) -> Path:
 
     connect(args.address, args.num_cpus)
     run_dir = storage / "runs" / name
-    result = make_trainer(cfg, run_dir, storage / "train", name, resources).fit()
-    print(f"run folder: {run_dir}\nlast checkpoint: {result.checkpoint.path if result.checkpoint else None}")
+    make_trainer(cfg, run_dir, storage / "train", name, resources).fit()
+    from faice.train.checkpoint import latest_checkpoint
+
+    print(f"run folder: {run_dir}\nlast checkpoint: {latest_checkpoint(run_dir)}")
     return run_dir
 
 

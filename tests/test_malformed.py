@@ -209,7 +209,18 @@ def _not_utf8(data: bytes) -> bool:
     return False
 
 
+# a section given a scalar or a list (`autoencoder: 0` once read as an empty section)
+SECTIONS = [f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(f.default_factory)]
+section_not_a_mapping = st.builds(
+    lambda section, value: yaml.safe_dump({section: value}),
+    st.sampled_from(SECTIONS),
+    st.one_of(
+        st.integers(), st.booleans(), st.just(""), words, st.lists(st.integers(), min_size=0, max_size=2)
+    ),
+)
+
 bad_config_file = st.one_of(
+    section_not_a_mapping,
     bad_override.filter(lambda o: "=" in o and o.partition("=")[0]).map(lambda o: yaml.safe_dump(_nested(o))),
     not_yaml,
     not_a_mapping,
@@ -231,6 +242,9 @@ def test_malformed_config_files_are_one_line_errors(tmp_path):
 
     check()
     assert len(seen) >= 200, len(seen)
+    for content in ("autoencoder: 0\n", "model: false\n", "train: []\n"):  # seeds the property found
+        path.write_text(content)
+        assert_one_line_error(*run(faice_cli, ["config", "show", "--config", str(path)]), content)
     for missing in (tmp_path / "nope.yaml", tmp_path):  # not there, a folder
         assert_one_line_error(*run(faice_cli, ["config", "show", "--config", str(missing)]), missing)
 

@@ -100,7 +100,7 @@ def build_section(cls: type, data: dict, prefix: str) -> Any:
             raise ConfigError(f"unknown config key {dotted!r}; valid keys: {', '.join(fields)}")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = build_section(tp, value or {}, f"{dotted}.")
+            kwargs[key] = build_section(tp, {} if value is None else value, f"{dotted}.")  # `model:` is empty
             continue
         kwargs[key] = _coerce(value, tp, dotted)
         choices = fields[key].metadata.get("choices")

@@ -26,6 +26,9 @@ from faice.durable import TEMP_PREFIX, fsync_dir, fsync_tree, temp_path
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 EVAL_PENDING = ".eval-pending"
 """Marker file in a checkpoint an evaluator still has to read: pruning skips it until it is removed."""
+REFERENCE = "faice-checkpoint.json"
+"""A folder holding only this file stands for the checkpoint it names (what an orchestrator that keeps its
+own copy of every checkpoint is given instead of a second copy of the weights)."""
 
 
 @dataclass
@@ -200,9 +203,32 @@ def load_weights(module: torch.nn.Module, folder: str | Path) -> None:
     module.load_state_dict(state)
 
 
+def write_checkpoint_reference(folder: str | Path, ckpt: str | Path) -> Path:
+    """Make `folder` a reference to the checkpoint `ckpt` (a few bytes instead of the weights)."""
+    ckpt = Path(ckpt).resolve()
+    ref = Path(folder) / REFERENCE
+    ref.write_text(json.dumps({"checkpoint": str(ckpt), "step": load_step(ckpt)}))
+    return ref
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder from itself, a run folder (its latest checkpoint) or a checkpoints folder."""
+    """A checkpoint folder from itself, a reference to one (write_checkpoint_reference), a run folder (its
+    latest checkpoint) or a checkpoints folder. A reference whose checkpoint is gone (pruned, or its
+    storage remounted elsewhere) falls back to that run's latest checkpoint, with a warning."""
     path = Path(path)
+    if (path / REFERENCE).is_file():
+        target = Path(json.loads((path / REFERENCE).read_text())["checkpoint"])
+        if (target / "state.json").exists():
+            return target
+        latest = latest_checkpoint(target.parent.parent)
+        if latest is None:
+            raise FileNotFoundError(
+                f"{path / REFERENCE} names {target}, which is gone, and its run has no other"
+            )
+        warnings.warn(
+            f"{path / REFERENCE} names {target}, which is gone; resuming from {latest}", stacklevel=2
+        )
+        return latest
     if (path / "state.json").exists():
         return path
     ckpt = latest_checkpoint(path) or latest_checkpoint(path.parent if path.name == "checkpoints" else path)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from faice.results import read_jsonl
+from faice.train.checkpoint import REFERENCE
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
@@ -173,6 +174,13 @@ def test_a_submitted_search_survives_a_killed_worker_and_copies_the_wandb_key_no
     )
     assert (run_dir / "summary.json").exists()
     assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run in the run folder"
+    # Ray Train holds references to faice's checkpoints, not a second copy of them (it resumed through one)
+    ray_ckpts = [p for p in (storage / "debug-eval" / "train").rglob("checkpoint_*") if p.is_dir()]
+    assert ray_ckpts and all([p.name for p in c.iterdir()] == [REFERENCE] for c in ray_ckpts), ray_ckpts
+    ray_bytes = sum((c / REFERENCE).stat().st_size for c in ray_ckpts)
+    assert ray_bytes < 0.01 * sum(
+        p.stat().st_size for p in (run_dir / "checkpoints").rglob("*") if p.is_file()
+    )
 
     # the key: read by the trial's W&B run, copied nowhere
     job = next(w.strip("'") for w in out.split() if w.strip("'").startswith("raysubmit_"))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 
 import pytest
@@ -111,3 +112,25 @@ def test_pending_checkpoints_are_never_pruned_and_the_fp16_loss_scale_is_restore
         assert fresh.progress.step == 3
     finally:
         fresh.accelerator.scaler = None
+
+
+def test_a_checkpoint_reference_resolves_to_its_checkpoint_or_the_runs_latest(debug_cfg, tmp_path):
+    """What Ray Train is given instead of a copy of the weights: a folder naming faice's checkpoint. It
+    resolves to that checkpoint; if that one is gone (pruned), to the run's latest, with a warning."""
+    from faice.train.checkpoint import REFERENCE, resolve_checkpoint, write_checkpoint_reference
+
+    cfg = debug_cfg("train.max_steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=2")
+    run = train(cfg, run_dir=tmp_path / "run")
+    older, newest = list_checkpoints(run.run_dir)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    write_checkpoint_reference(ref, older)
+    assert [p.name for p in ref.iterdir()] == [REFERENCE] and (ref / REFERENCE).stat().st_size < 500
+    assert resolve_checkpoint(ref) == older.resolve()
+    shutil.rmtree(older)
+    with pytest.warns(UserWarning, match="is gone; resuming from"):
+        assert resolve_checkpoint(ref) == newest
+    resumed = train(
+        debug_cfg("train.max_steps=6", "train.checkpoint_every=2"), run_dir=run.run_dir, resume=str(ref)
+    )
+    assert resumed.step == 6
