@@ -72,7 +72,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only validate the space, its scale, profile and overrides (no Ray, nothing written)",
     )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (local only)")
-    p.add_argument("--verbose", type=int, default=1, help="Tune console verbosity (0-3)")
+    p.add_argument("--verbose", type=int, default=1, help="Tune console verbosity (0-3) of its table")
+    p.add_argument(
+        "--console",
+        choices=["auto", "table", "lines"],
+        default="auto",
+        help="table: Tune's trial table; lines: a line per trial state change and a summary line every "
+        f"--summary-every seconds; auto: the table up to {TABLE_MAX_TRIALS} trials, lines beyond",
+    )
+    p.add_argument("--summary-every", type=float, default=60.0, help="seconds between summary lines")
     p.add_argument(
         "--eval-timeout",
         type=float,
@@ -81,6 +89,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("overrides", nargs="*", metavar="key=value")
     return p.parse_args(argv)
+
+
+TABLE_MAX_TRIALS = 20  # Tune's table beyond this scrolls a row per trial at every refresh
+
+
+def console_callbacks(args, spec) -> tuple[int, list]:
+    """(Tune's verbosity, the console callbacks) for --console."""
+    lines = args.console == "lines" or (args.console == "auto" and spec.num_trials > TABLE_MAX_TRIALS)
+    if not lines:
+        return args.verbose, []
+    from tune.callbacks import ConsoleLines
+
+    return 0, [ConsoleLines(spec.metric, spec.mode, spec.keys, spec.max_steps(), args.summary_every)]
 
 
 def max_concurrent(bundle: dict[str, float], cluster: dict[str, float]) -> int:
@@ -360,6 +381,7 @@ def run_search(args: argparse.Namespace) -> Path | None:
     )
     from tune.callbacks import ResultsOnTrialEnd
 
+    verbose, console = console_callbacks(args, spec)
     pool_name = dispatcher_name(spec.name) if pool else None
     trainable = _trainable(spec, search_dir, base_tree, fixed, pool_name)
     if args.resume:
@@ -380,8 +402,8 @@ def run_search(args: argparse.Namespace) -> Path | None:
             run_config=tune.RunConfig(
                 name=spec.name,
                 storage_path=str(storage),
-                verbose=args.verbose,
-                callbacks=[ResultsOnTrialEnd(search_dir, spec.keys)],
+                verbose=verbose,
+                callbacks=[ResultsOnTrialEnd(search_dir, spec.keys), *console],
             ),
         )
     results = tuner.fit()

@@ -67,9 +67,19 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
         "searcher.max_concurrent=1", "budget.num_samples=1", f"budget.max_steps={max_steps}",
     )  # fmt: skip
     cmd[cmd.index("tests/tune/debug-eval.yaml")] = str(tmp_path / "space.yaml")
+    cmd[3:3] = ["--console", "lines", "--summary-every", "5"]  # the console of a lab-size search
     search = tmp_path / "debug-eval"
     out = subprocess.run(cmd, cwd=REPO, env=lab.env, capture_output=True, text=True, timeout=500)
     assert out.returncode == 0, out.stderr[-3000:]
+    # a line per trial state change and summary lines, not Tune's table
+    trial_lines = [line for line in out.stdout.splitlines() if line.startswith("faice search: trial ")]
+    assert sum(" started" in line for line in trial_lines) == 2, trial_lines
+    assert sum(" finished" in line for line in trial_lines) == 1, trial_lines
+    assert sum(" stopped early at step " in line for line in trial_lines) == 1, trial_lines
+    assert re.search(rf"faice search: 2 trials: 2 ended; best {re.escape(METRIC)}=", out.stdout), out.stdout[
+        -2000:
+    ]
+    assert "Trial status" not in out.stdout, out.stdout[-2000:]
     with (search / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and {"is[faice-tiny]", "kid[faice-tiny]", f"best_{METRIC}"} <= set(rows[0])
