@@ -190,9 +190,15 @@ def check_launcher_config(doc: dict) -> Report:
     for m in _SECRET_VALUE.finditer(everything):
         report.errors.append(f"{m.group(1)} is written in the file; keep it in the machines' environment")
     min_workers = doc.get("min_workers", len(workers))
-    if workers and isinstance(min_workers, int) and min_workers >= len(workers):
-        report.notes.append(
-            f"min_workers {min_workers} keeps every worker up; set it lower to release idle machines"
+    if provider.get("type") == "local" and isinstance(min_workers, int) and min_workers < len(workers):
+        # Ray's local provider has one node type whose resources it learns as CPU/GPU/memory only: no
+        # train_slot or eval_slot, so a trial or evaluation waiting for one never launches a machine (shown
+        # with Ray's own bin-packing in tests/cluster/test_autoscaling.py). A worker below min_workers is
+        # not started at `ray up`, and one released when idle never comes back.
+        report.errors.append(
+            f"min_workers {min_workers}: Ray's local provider cannot start a worker for train_slot or "
+            f"eval_slot demands, so {len(workers) - min_workers} of the {len(workers)} worker_ips would never "
+            f"run a trial; set min_workers: {len(workers)} (per-pool autoscaling: cluster/kuberay.yaml)"
         )
     report.notes.append(
         f"{len(workers)} worker(s): {counts['train']} train, {counts['eval']} eval; "

@@ -98,3 +98,37 @@ def _check_conventions(doc: dict) -> list[str]:
                         f"{at}: {name} has a literal value; take it from a Secret (valueFrom.secretKeyRef)"
                     )
     return errors
+
+
+def _quantity(value) -> float:
+    """A Kubernetes CPU quantity ("8", "500m", 2) as a number of CPUs."""
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def autoscaler_node_types(doc: dict, **per_pool: dict) -> dict[str, dict]:
+    """Ray autoscaler `available_node_types` for the worker groups of a RayCluster document: one node
+    type per group (named after it), advertising the group's pool slot and the CPUs and GPUs of its pods,
+    between its minReplicas and maxReplicas. `per_pool` replaces fields of a pool's node type, e.g.
+    train={"resources": {"CPU": 1}, "max_workers": 2} to simulate the pools on a small machine: the
+    slots themselves always come from the document, so a simulation cannot drift from it."""
+    errors: list[str] = []
+    types: dict[str, dict] = {}
+    for group in doc["spec"]["workerGroupSpecs"]:
+        params = group.get("rayStartParams") or {}
+        slots = {k: v for k, v in start_resources(params, group["groupName"], errors).items() if k in SLOTS}
+        (limits,) = [(c.get("resources") or {}).get("limits") or {} for c in _containers(group)][:1] or [{}]
+        resources = {"CPU": _quantity(limits.get("cpu", params.get("num-cpus", 1))),
+                     "GPU": float(params.get("num-gpus", limits.get("nvidia.com/gpu", 0)))}  # fmt: skip
+        node = {"resources": resources, "min_workers": group.get("minReplicas", 0),
+                "max_workers": group.get("maxReplicas", 1), "node_config": {}}  # fmt: skip
+        pool = SLOTS[next(iter(slots))] if len(slots) == 1 else None
+        extra = dict(per_pool.get(pool) or {})
+        node["resources"].update(extra.pop("resources", {}))
+        node.update(extra)
+        node["resources"].update(slots)
+        node["resources"] = {k: v for k, v in node["resources"].items() if v}
+        types[group["groupName"]] = node
+    if errors:
+        raise ValueError("; ".join(errors))
+    return types

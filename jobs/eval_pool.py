@@ -156,6 +156,7 @@ class EvalDispatcher:
         max_attempts: int = 3,
         overrides: list[str] | None = None,
         protected_steps: list[int] | None = None,
+        warm_up: bool = True,
     ):
         self.task_options, self.slots, self.max_attempts = task_options, max(1, int(slots)), max_attempts
         self.overrides = list(overrides or [])
@@ -168,8 +169,12 @@ class EvalDispatcher:
         self.lock = threading.Lock()
         self.wake = threading.Condition(self.lock)  # a submission wakes the idle loop (no busy polling)
         # one warm-up task per slot while the first trials start: their worker processes, which later
-        # evaluations reuse, have imported everything by the time the first checkpoint arrives
-        self.warm = [_warm_up_task.options(**task_options).remote() for _ in range(self.slots)]
+        # evaluations reuse, have imported everything by the time the first checkpoint arrives. Not on an
+        # autoscaling cluster: a warm-up would bring up (and hold) an evaluation node before any
+        # checkpoint waits for one
+        self.warm = (
+            [_warm_up_task.options(**task_options).remote() for _ in range(self.slots)] if warm_up else []
+        )
         threading.Thread(target=self._run, daemon=True, name="eval-dispatcher").start()
 
     # -------------------------------------------------------------- called by trials and the launcher
@@ -305,6 +310,7 @@ def start_dispatcher(
     max_attempts: int,
     overrides: list[str] | None = None,
     protected_steps: list[int] | None = None,
+    warm_up: bool = True,
 ):
     """The search's dispatcher actor (0 CPUs, on the head like the trial actors, so losing an evaluation or
     training machine never loses the queue), named so trials can find it."""
@@ -315,7 +321,7 @@ def start_dispatcher(
         resources={"node:__internal_head__": 0.001},
         max_concurrency=16,
     )
-    return actor.remote(task_options, slots, keep, max_attempts, overrides, protected_steps)
+    return actor.remote(task_options, slots, keep, max_attempts, overrides, protected_steps, warm_up)
 
 
 def get_dispatcher(name: str):

@@ -160,15 +160,61 @@ def _node_ports() -> list[str]:
     return [f"{flag}={free_port()}" for flag in flags]
 
 
+def fake_autoscaling_config(
+    node_types: dict[str, dict], head_cpus: float, gcs_address: str, idle_timeout_s: float = 6.0
+) -> dict:
+    """A Ray autoscaler config for Ray's fake multi-node provider: the autoscaler of a head started with
+    it launches and removes worker nodes of `node_types` (faice.kuberay.autoscaler_node_types) as local
+    processes on 127.0.0.1, as it would pods or VMs; idle nodes go after `idle_timeout_s`."""
+    types = {"ray.head.default": {"resources": {"CPU": head_cpus}, "node_config": {}, "max_workers": 0},
+             **node_types}  # fmt: skip
+    empty = ("initialization_commands", "setup_commands", "head_setup_commands", "worker_setup_commands",
+             "head_start_ray_commands", "worker_start_ray_commands", "cluster_synced_files", "rsync_exclude",
+             "rsync_filter")  # fmt: skip
+    return {
+        "cluster_name": "faice-fake",
+        "max_workers": sum(t.get("max_workers", 0) for t in node_types.values()),
+        "provider": {
+            "type": "fake_multinode",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "gcs_address": gcs_address,
+        },  # fmt: skip
+        "available_node_types": types,
+        "head_node_type": "ray.head.default",
+        "auth": {},
+        "docker": {},
+        "upscaling_speed": 100.0,
+        "idle_timeout_minutes": idle_timeout_s / 60,
+        "file_mounts": {},
+        "file_mounts_sync_continuously": False,
+        **{k: [] for k in empty},
+    }
+
+
 def start_local_cluster(
-    temp_dir: str | Path, num_cpus: int | None = None, resources: dict | None = None, timeout: float = 120
+    temp_dir: str | Path,
+    num_cpus: int | None = None,
+    resources: dict | None = None,
+    timeout: float = 120,
+    autoscale: dict[str, dict] | None = None,
+    idle_timeout_s: float = 6.0,
 ) -> LocalCluster:
-    """`ray start --head` on 127.0.0.1 with a dashboard (for `ray job submit`) and free ports."""
+    """`ray start --head` on 127.0.0.1 with a dashboard (for `ray job submit`) and free ports. With
+    `autoscale` (node types, see fake_autoscaling_config) Ray's autoscaler runs on the head with the fake
+    multi-node provider: worker nodes come up when work waits for their resources and go when idle."""
     temp_dir = Path(temp_dir).resolve()
     temp_dir.mkdir(parents=True, exist_ok=True)
     gcs_port, dash_port = free_port(), free_port()
     ensure_local_token()
     env = local_env()
+    extra = []
+    if autoscale is not None:
+        config = fake_autoscaling_config(autoscale, num_cpus or 1, f"127.0.0.1:{gcs_port}", idle_timeout_s)
+        (temp_dir / "autoscaling.json").write_text(json.dumps(config))
+        extra.append(f"--autoscaling-config={temp_dir / 'autoscaling.json'}")
+        env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
     cmd = [
         str(Path(sys.executable).parent / "ray"),
         "start",
@@ -182,6 +228,7 @@ def start_local_cluster(
         "--include-dashboard=true",
         f"--ray-client-server-port={free_port()}",
         *_node_ports(),
+        *extra,
     ]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")

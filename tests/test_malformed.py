@@ -351,3 +351,14 @@ def test_a_second_launcher_on_the_same_search_is_refused(tmp_path):
     code, output = run(launcher.main, ["--space", "tests/tune/debug-eval.yaml", "--storage", str(tmp_path),
                                        "--name", "../x"])  # fmt: skip
     assert_one_line_error(code, output, "--name ../x")
+
+
+def test_autoscaling_needs_a_concurrency():
+    """--autoscaling does not count today's slots, so searcher.max_concurrent must say how many trials to run."""
+    code, output = run(tune_check, ["--space", "tests/tune/debug-eval.yaml", "--autoscaling"])
+    assert_one_line_error(code, output, "--autoscaling")
+    assert "searcher.max_concurrent" in output
+    code, output = run(
+        tune_check, ["--space", "tests/tune/debug-eval.yaml", "--autoscaling", "searcher.max_concurrent=2"]
+    )
+    assert code == 0, output

@@ -72,6 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="only validate the space, its scale, profile and overrides (no Ray, nothing written)",
     )
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local cluster (local only)")
+    p.add_argument(
+        "--autoscaling",
+        action="store_true",
+        help="the cluster's autoscaler adds nodes when trials or evaluations wait for their slots (KubeRay "
+        "in-tree autoscaling, a cloud cluster YAML): slots missing now are not errors, and "
+        "searcher.max_concurrent says how many trials to run at once",
+    )
     p.add_argument("--verbose", type=int, default=1, help="Tune console verbosity (0-3) of its table")
     p.add_argument(
         "--console",
@@ -233,12 +240,12 @@ def _use_pool(base) -> bool:
 
 
 def _eval_reserve(
-    spec, cluster: dict[str, float], needed: bool, resuming: bool = False
+    spec, cluster: dict[str, float], needed: bool, resuming: bool = False, autoscaling: bool = False
 ) -> tuple[dict, int, dict[str, float]]:
     """(task options, slots, resources kept for evaluation) of the cluster's evaluation slots; the CPUs
     and GPUs of those slots never count as training capacity. ConfigError when `needed` and none exist,
-    unless `resuming` a search that had them: its evaluations then wait for an evaluation node to
-    (re)join, as they would while one is down."""
+    unless `resuming` a search that had them (its evaluations then wait for an evaluation node to
+    (re)join, as they would while one is down) or `autoscaling` (the first evaluation asks for one)."""
     from jobs.eval_pool import eval_task_options
 
     pool = spec.evaluation
@@ -255,6 +262,10 @@ def _eval_reserve(
             flush=True,
         )
         return eval_task_options(None, pool.fallback_cpus, 0), 1, {"CPU": pool.fallback_cpus}
+    if autoscaling:
+        print(f"faice search: no {pool.resource!r} in the cluster yet; the first evaluation asks the "
+              "autoscaler for an evaluation node", flush=True)  # fmt: skip
+        return eval_task_options(pool.resource, pool.cpus, pool.gpus), 1, {}
     if resuming:
         print(
             f"faice search: warning: no {pool.resource!r} in the cluster now; evaluations wait until an "
@@ -321,6 +332,11 @@ def run_search(args: argparse.Namespace) -> Path | None:
 
         check_name(args.name, "--name")
         spec.name = args.name
+    if args.autoscaling and not spec.searcher.max_concurrent:
+        raise ConfigError(
+            "--autoscaling: set searcher.max_concurrent (how many trials at once: the autoscaler makes room "
+            "for them), e.g. searcher.max_concurrent=8"
+        )
     if args.check:
         print(
             f"tune.search: {spec.name}: {spec.num_trials} trial(s) of {spec.max_steps()} steps; the space is valid"
@@ -352,7 +368,9 @@ def run_search(args: argparse.Namespace) -> Path | None:
     local_eval = {spec.evaluation.resource: 1} if use_pool else None
     connect(args.address, args.num_cpus, local_eval, spec.evaluation.cpus if use_pool else 0)
     cluster = ray.cluster_resources()
-    options, slots, reserved = _eval_reserve(spec, cluster, needed=use_pool, resuming=args.resume)
+    options, slots, reserved = _eval_reserve(
+        spec, cluster, needed=use_pool, resuming=args.resume, autoscaling=args.autoscaling
+    )
     cluster = {k: v - reserved.get(k, 0) for k, v in cluster.items()}
     from jobs.eval_pool import dispatcher_name, start_dispatcher
 
@@ -365,6 +383,7 @@ def run_search(args: argparse.Namespace) -> Path | None:
             spec.evaluation.keep,
             spec.evaluation.max_attempts,
             protected_steps=protected_steps(spec),
+            warm_up=not args.autoscaling,
         )
         print(f"faice search: evaluation pool of {slots} slot(s), task resources {options}", flush=True)
         if args.resume:  # what the lost launcher's queue held: the checkpoints still marked pending
@@ -372,7 +391,10 @@ def run_search(args: argparse.Namespace) -> Path | None:
 
             if queued := submit_pending(pool, search_dir):
                 print(f"faice search: {queued} checkpoint(s) pending evaluation re-queued", flush=True)
-    concurrent = max_concurrent(run_bundle(spec.trial), cluster)
+    if args.autoscaling:  # the nodes come when the trials ask for them
+        concurrent = spec.searcher.max_concurrent
+    else:
+        concurrent = max_concurrent(run_bundle(spec.trial), cluster)
     if spec.searcher.max_concurrent:
         concurrent = min(concurrent, spec.searcher.max_concurrent)
     print(

@@ -31,9 +31,7 @@ def test_launcher_configs_pass_rays_own_prepare_and_validate():
             prepared = prepare_config(doc)
             validate_config(prepared)
             node_type = next(iter(prepared["available_node_types"].values()))
-            assert node_type["min_workers"] == 0 and node_type["max_workers"] == len(
-                doc["provider"]["worker_ips"]
-            )
+            assert node_type["min_workers"] == node_type["max_workers"] == len(doc["provider"]["worker_ips"])
 
 
 def test_lab_yaml_gives_every_worker_a_pool():
@@ -62,6 +60,10 @@ def _set_workers(doc, command):
         (
             lambda d: d.update(idle_timeout_minutes="soon"),
             "idle_timeout_minutes: 'soon' is not of type 'number'",
+        ),
+        (
+            lambda d: d.update(min_workers=0),
+            "min_workers 0: Ray's local provider cannot start a worker for train_slot or eval_slot demands",
         ),
         (
             lambda d: d["provider"]["worker_ips"].append("10.0.0.14"),
