@@ -43,6 +43,7 @@ class EvalJob:
     step: int
     final: bool = False
     attempt: int = 1
+    queued_at: float = 0.0  # wall time the checkpoint was handed to the pool (kept across retries)
 
 
 @dataclass
@@ -181,7 +182,7 @@ class EvalDispatcher:
 
     def submit(self, trial_id: str, run_dir: str, checkpoint: str, step: int, final: bool = False) -> None:
         with self.lock:
-            job = EvalJob(trial_id, str(run_dir), str(checkpoint), int(step), final)
+            job = EvalJob(trial_id, str(run_dir), str(checkpoint), int(step), final, queued_at=time.time())
             dropped = self.queue.push(job)
             self.counts["submitted"] += 1
             for old in dropped:
@@ -248,6 +249,8 @@ class EvalDispatcher:
             self.counts["failed"] += 1
         else:
             self.counts["done"] += 1
+        if job.queued_at:  # checkpoint handed over -> scored: the queue's latency, read by benchmarks/scale.py
+            row["latency_s"] = round(time.time() - job.queued_at, 3)
         self.unwritten.append((job, row))
         self._write_results()
 
@@ -387,6 +390,9 @@ def finish_evaluations(pool, search_dir: Path, spec, timeout: float) -> dict[str
         + ", ".join(f"{v} {k}" for k, v in status.items() if k not in ("pending", "running")),
         flush=True,
     )
+    from faice.durable import write_json_atomic
+
+    write_json_atomic(search_dir / "eval_pool.json", status)  # submitted, done, dropped (superseded), ...
     if status.get("timed_out"):
         print(
             f"faice search: warning: {status['pending'] + status['running']} evaluation(s) unfinished after {timeout:g} s",

@@ -102,6 +102,7 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
             assert e["where"] == "pool" and e["resources"].get("eval_slot") == 1, e
             assert e["node_id"] == lab.eval.node_id, e
             assert Path(e["grid"]).is_file() and e["extractor"] == "faice-tiny"
+            assert 0 < e["latency_s"] < 600, e  # checkpoint handed to the pool -> scored
         # the trial's W&B run got the FID (offline run files hold the metric name)
         wandb_files = list(run_dir.glob("wandb/offline-run-*/*.wandb"))
         assert any(METRIC.encode() in p.read_bytes() for p in wandb_files), row["trial_id"]
@@ -122,6 +123,8 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
     assert stop[METRIC] > at_rung[METRIC]  # stopped on the pool's metric ...
     assert bad_loss[stop["step"]] == pytest.approx(good_loss[stop["step"]], rel=1e-4)  # ... not on loss
     assert "evaluations:" in out.stdout and "0 failed" in out.stdout
+    pool = json.loads((search / "eval_pool.json").read_text())  # the pool's final counts, kept with the search
+    assert pool["failed"] == 0 and pool["done"] >= 1 and not pool["pending"], pool
     # the search's own outputs: tables, plot, verdict; a readable console (trials draw progress lines,
     # they do not print a line per report, nor Ray Train's own report logs)
     assert (search / "results.md").exists() and (search / "results.png").exists()
