@@ -249,7 +249,8 @@ class EvalDispatcher:
             self.counts["failed"] += 1
         else:
             self.counts["done"] += 1
-        if job.queued_at:  # checkpoint handed over -> scored: the queue's latency, read by benchmarks/scale.py
+        # checkpoint handed over -> scored: the queue's latency (benchmarks/scale.py reads it)
+        if job.queued_at:
             row["latency_s"] = round(time.time() - job.queued_at, 3)
         self.unwritten.append((job, row))
         self._write_results()

@@ -123,7 +123,9 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
     assert stop[METRIC] > at_rung[METRIC]  # stopped on the pool's metric ...
     assert bad_loss[stop["step"]] == pytest.approx(good_loss[stop["step"]], rel=1e-4)  # ... not on loss
     assert "evaluations:" in out.stdout and "0 failed" in out.stdout
-    pool = json.loads((search / "eval_pool.json").read_text())  # the pool's final counts, kept with the search
+    pool = json.loads(
+        (search / "eval_pool.json").read_text()
+    )  # the pool's final counts, kept with the search
     assert pool["failed"] == 0 and pool["done"] >= 1 and not pool["pending"], pool
     # the search's own outputs: tables, plot, verdict; a readable console (trials draw progress lines,
     # they do not print a line per report, nor Ray Train's own report logs)
