@@ -8,15 +8,16 @@ on it, one after the other, each of `debug`-size trials (16 px UNet, a few steps
 
 1. plain Ray Tune: a function trainable that runs the same faice training loop in the trial's actor (no
    Ray Train, no evaluation pool, no W&B, no results tables) with one train_slot per trial;
-2. faice: the real launcher (`python -m tune.search`, its own process, `--console lines`) with Ray Train
-   trials, the evaluation pool scoring every checkpoint on the eval nodes (FID/KID, stand-in extractor),
+2. faice: the real launcher (`python -m tune.search`, its own process, `--console lines`) with its
+   trials run as `--runner` says (auto: in their Tune actors; ray-train: Ray Train runs), the evaluation pool scoring every checkpoint on the eval nodes (FID/KID, stand-in extractor),
    W&B offline runs and results tables rewritten as trials end; then `faice results` and `faice report`,
    the report opened in headless Chromium and sorted;
 3. faice again on `--loss-trials` trials, with 2 training nodes SIGKILLed mid-search.
 
 Overhead of a search = its wall time - the theoretical minimum (the trials' own training time, summed,
 over the cluster's training slots). ratio = faice overhead / plain-Tune overhead (target <= 1.2).
-Writes benchmarks/results/scale.{json,md}.
+CPU seconds per trial of every process each search starts are counted by kind (Ray actor class, program).
+Writes benchmarks/results/OUT.{json,md} (OUT: `--out`, default scale).
 """
 
 from __future__ import annotations
@@ -34,9 +35,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import machine, write_result  # noqa: E402
+from benchmarks.common import RESULTS, machine, write_result  # noqa: E402
 
 NAME = "scale"
+RUNNER_LABEL = {
+    "auto": "trials in their Tune actors",
+    "tune": "trials in their Tune actors",
+    "ray-train": "Ray Train",
+}
 TARGET = 1.2
 LR_CHOICES = [3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2]
 
@@ -99,6 +105,65 @@ class RssSampler:
         self._stop.set()
         self._thread.join(5)
         return round(self.peak / 2**20, 1)
+
+
+class CpuLedger:
+    """CPU seconds of every process on this machine, by kind (a Ray actor's class, else the program),
+    sampled from /proc every 0.5 s; `since(t)` sums the processes started after time t. (A process's last
+    sample before it exits is what counts: short-lived ones are undercounted by up to 0.5 s each.)"""
+
+    def __init__(self):
+        import os
+
+        self.tick, self.seen, self._stop = os.sysconf("SC_CLK_TCK"), {}, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def kind(cmdline: str) -> str:
+        words = cmdline.split()
+        if not words:
+            return "?"
+        if words[0].startswith("ray::"):
+            return words[0].split(".")[0]
+        prog = Path(words[0]).name
+        if prog.startswith("python") and len(words) > 1:
+            script = words[2] if words[1] == "-m" and len(words) > 2 else Path(words[1]).name
+            return f"python {script}"
+        return prog
+
+    def _run(self) -> None:
+        proc = Path("/proc")
+        while not self._stop.is_set():
+            now = time.time()
+            for d in proc.iterdir():
+                if not d.name.isdigit():
+                    continue
+                try:
+                    stat = (d / "stat").read_text()
+                    cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                f = stat[stat.rindex(")") + 2 :].split()
+                entry = self.seen.setdefault((d.name, f[19]), [cmd, 0.0, now])
+                entry[0] = cmd.strip() or entry[0]
+                entry[1] = (int(f[11]) + int(f[12])) / self.tick
+            self._stop.wait(0.5)
+
+    def since(self, t0: float, t1: float | None = None) -> dict[str, dict]:
+        """{kind: {processes, cpu_s}} of the processes started in [t0, t1), most CPU first."""
+        out: dict[str, dict] = {}
+        for cmd, cpu, born in list(self.seen.values()):
+            if born >= t0 and (t1 is None or born < t1):
+                row = out.setdefault(self.kind(cmd), {"processes": 0, "cpu_s": 0.0})
+                row["processes"] += 1
+                row["cpu_s"] += cpu
+        return dict(sorted(((k, {**v, "cpu_s": round(v["cpu_s"], 1)}) for k, v in out.items()),
+                           key=lambda kv: -kv[1]["cpu_s"]))  # fmt: skip
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
 
 
 def own_training_s(run_dir: Path) -> float | None:
@@ -288,6 +353,13 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=6, help="training steps per trial (a checkpoint every half)")
     p.add_argument("--train-nodes", type=int, default=7)
     p.add_argument("--eval-nodes", type=int, default=1)
+    p.add_argument(
+        "--runner",
+        default="auto",
+        choices=["auto", "tune", "ray-train"],
+        help="trial.runner of the faice searches (auto: a one-worker trial runs in its Tune actor)",
+    )
+    p.add_argument("--out", default=NAME, help="results name: benchmarks/results/OUT.{json,md}")
     p.add_argument("--loss-trials", type=int, default=16, help="trials of the node-loss search (0: skip)")
     p.add_argument("--work", type=Path, default=None, help="keep everything here (default: a temp folder)")
     p.add_argument("--plain-driver", action="store_true", help=argparse.SUPPRESS)
@@ -314,6 +386,7 @@ def main(argv=None) -> int:
     for name, n in (("plain", args.trials), ("faice", args.trials), ("loss", args.loss_trials)):
         spaces[name] = work / f"{name}.yaml"
         doc = space_yaml(f"scale-{name}", n, args.steps, slots)
+        doc["trial"]["runner"] = args.runner
         doc["overrides"]["data.path"] = str(data)
         spaces[name].write_text(yaml.safe_dump(doc, sort_keys=False))
     cluster, trains, evals = start_cluster(args.train_nodes, args.eval_nodes)
@@ -323,14 +396,17 @@ def main(argv=None) -> int:
     env = {**local_env(), "PYTHONPATH": str(REPO), "WANDB_SILENT": "true", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
            "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600"}  # fmt: skip
     figures: dict = {"nodes": {"head": 1, "train": args.train_nodes, "eval": args.eval_nodes}, "trials": args.trials,
-                     "steps_per_trial": args.steps}  # fmt: skip
+                     "steps_per_trial": args.steps, "runner": args.runner}  # fmt: skip
+    ledger, phases = CpuLedger(), {}
     try:
         # 1. plain Ray Tune
         storage = work / "plain-storage"
         cmd = [sys.executable, __file__, "--plain-driver", "--space", str(spaces["plain"]), "--storage", str(storage),
                "--address", cluster.address, "--slots", str(slots)]  # fmt: skip
         print(f"scale: plain Ray Tune, {args.trials} trials on {slots} training slots ...", flush=True)
+        phases["plain"] = time.time()
         wall, code, rss = run_driver(cmd, env, work / "plain.log")
+        phases["plain_end"] = time.time()
         own = search_figures(storage / "scale-plain", args.steps)
         figures["plain"] = {"wall_s": round(wall, 1), "exit_code": code, "rss_peak_mb": round(rss.peak / 2**20, 1),
                             "own_training_s_sum": round(sum(own["own_training_s"]), 1), "runs": own["runs"],
@@ -338,7 +414,9 @@ def main(argv=None) -> int:
         # 2. faice
         storage = work / "faice-storage"
         print(f"scale: faice, {args.trials} trials ...", flush=True)
+        phases["faice"] = time.time()
         run = faice_search(args, spaces["faice"], storage, env, work / "faice.log")
+        phases["faice_end"] = time.time()
         search_dir = storage / "scale-faice"
         got = search_figures(search_dir, args.steps)
         pool = (
@@ -383,7 +461,15 @@ def main(argv=None) -> int:
                 "statuses": sorted({str(r.get("status")) for r in rows}),
             }  # fmt: skip
     finally:
+        ledger.stop()
         cluster.shutdown()
+    for name in ("plain", "faice"):  # CPU seconds per trial of the processes each search started
+        kinds = ledger.since(phases[name], phases[f"{name}_end"])
+        figures[name]["cpu_s_per_trial"] = round(sum(k["cpu_s"] for k in kinds.values()) / args.trials, 1)
+        figures[name]["cpu_by_process"] = {
+            k: {**v, "cpu_s_per_trial": round(v["cpu_s"] / args.trials, 2)}
+            for k, v in list(kinds.items())[:12]
+        }
     plain, fa = figures["plain"], figures["faice"]
     for f in (plain, fa):
         f["theoretical_min_s"] = round(f["own_training_s_sum"] / slots, 1)
@@ -401,7 +487,7 @@ def main(argv=None) -> int:
                     "rss_last_over_first_mark": round(flat, 3) if flat else None, "rss_first_mark": first,
                     "machine": machine()},
     }  # fmt: skip
-    write_result(NAME, result, markdown(result))
+    write_result(args.out, result, markdown(result))
     return 0
 
 
@@ -436,16 +522,15 @@ def markdown(result: dict) -> list[str]:
         "|---|---|---|---|---|---|---|",
         f"| plain Ray Tune (function trainable, same faice loop) | {pl['wall_s']} | {pl['own_training_s_sum']} | "
         f"{pl['theoretical_min_s']} | {pl['overhead_s']} | {pl['overhead_per_trial_slot_s']} | {pl['rss_peak_mb']} |",
-        f"| faice (launcher, Ray Train, pool, W&B, tables) | {fa['wall_s']} | {fa['own_training_s_sum']} | "
+        f"| faice (launcher, {RUNNER_LABEL[d.get('runner', 'ray-train')]}, pool, W&B, tables) | {fa['wall_s']} | {fa['own_training_s_sum']} | "
         f"{fa['theoretical_min_s']} | {fa['overhead_s']} | {fa['overhead_per_trial_slot_s']} | {fa['rss_peak_mb']} |",
         "",
         "- **Overhead**: wall time minus the theoretical minimum = the trials' own training time (from their "
         "checkpoints' `elapsed_s`, summed) over the training slots. Per trial, faice adds "
         f"{d['faice_extra_per_trial_s']} slot-seconds over plain Tune: "
-        f"{100 * d['faice_extra_share_of_10min_trial']:.2f}% of a 10-minute trial. Most of it is the Ray Train "
-        "controller and worker processes each trial starts (Ray Train's own cost, see ray_overhead.md), which "
-        "plain Tune's single actor does not pay; on this 2-core machine every process start competes with "
-        "the training of the others.",
+        f"{100 * d['faice_extra_share_of_10min_trial']:.2f}% of a 10-minute trial (on this 2-core machine every "
+        "process start competes with the training of the others, so the slot-seconds overstate what a cluster "
+        "of real machines pays; the CPU seconds below are what each trial costs wherever it runs).",
         f"- **Launcher memory** (peak RSS of the `tune.search` process when N trials had ended): "
         f"{fa['rss_at_ended']} MB; {d['trials']}-trial / {d['rss_first_mark']}-trial = "
         f"{d['rss_last_over_first_mark']} (flat: <= 1.2).",
@@ -458,6 +543,26 @@ def markdown(result: dict) -> list[str]:
         f"{res['rss_peak_mb']} MB); `faice report` {rep['wall_s']} s (peak RSS {rep['rss_peak_mb']} MB), page "
         f"{rep['page_kb']} kB, folder {rep['folder_mb']} MB; in headless Chromium: {rep['browser']}.",
     ]
+    for key, title in (("plain", "plain Ray Tune"), ("faice", "faice")):
+        if "cpu_by_process" in d[key]:
+            top = ", ".join(
+                f"{k} {v['cpu_s_per_trial']} ({v['processes']})" for k, v in d[key]["cpu_by_process"].items()
+            )
+            lines.append(f"- **CPU per trial, {title}**: {d[key]['cpu_s_per_trial']} CPU-s of processes the search "
+                         f"started; by kind, CPU-s per trial (processes): {top}.")  # fmt: skip
+    before = RESULTS / "scale-ray-train.json"
+    if d.get("runner", "ray-train") != "ray-train" and before.exists():
+        b = json.loads(before.read_text())
+        bd = b["details"]
+        lines.append(
+            f"- **Before, with every trial a Ray Train run** (`scale-ray-train.md`, {bd['trials']} trials, same "
+            f"cluster and work): ratio {b['ratio']}, faice overhead {bd['faice']['overhead_per_trial_slot_s']} "
+            f"slot-s per trial (plain Tune {bd['plain']['overhead_per_trial_slot_s']}), wall {bd['faice']['wall_s']} s. "
+            "Ray Train V2 starts a controller and six helper actors per trial besides its worker "
+            "(TrainController, PlacementGroupCleaner, SynchronizationActor, DatasetManager, _QueueActor, "
+            "PreemptionWatcher), each a Python process importing Ray: ~80 CPU-s per trial on this machine, "
+            "for a run of one worker that needs none of them."
+        )
     if "node_loss" in d:
         nl = d["node_loss"]
         lines.append(

@@ -8,7 +8,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from faice.config import CONFIG_DIR, _coerce, opt, read_mapping
 from faice.errors import ConfigError
@@ -20,7 +20,25 @@ class TrialResources:
     cpus_per_worker: float = opt(1.0, "CPUs reserved per worker.")
     gpus_per_worker: float = opt(0.0, "GPUs reserved per worker.")
     resources_per_worker: dict[str, float] = opt({}, "Custom resources per worker, e.g. {train_slot: 1}.")
-    max_failures: int = opt(0, "Ray Train worker-failure restarts per trial (-1 = unlimited).")
+    max_failures: int = opt(
+        0, "Restarts of a trial after a lost worker or machine, from its last checkpoint (-1 = unlimited)."
+    )
+    runner: Literal["auto", "ray-train", "tune"] = opt(
+        "auto",
+        "How a trial runs: ray-train = a Ray Train TorchTrainer (a controller and a worker group); tune = the "
+        "faice loop inside the Tune trial actor itself (one worker; without Ray Train's ~7 helper processes "
+        "per trial, see benchmarks/results/scale.md); auto = tune for one worker, ray-train for more.",
+    )
+
+
+def runs_in_trial_actor(res: TrialResources) -> bool:
+    """Whether a trial's faice loop runs in its Tune trial actor (one worker, no Ray Train run)."""
+    if res.runner == "tune" and res.num_workers != 1:
+        raise ConfigError(
+            f"trial.runner: tune runs one worker inside the trial actor, but trial.num_workers is "
+            f"{res.num_workers}; use runner ray-train (or auto)"
+        )
+    return res.runner == "tune" or (res.runner == "auto" and res.num_workers == 1)
 
 
 def check_keys(data: Mapping, valid: Sequence[str], prefix: str) -> None:

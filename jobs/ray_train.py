@@ -1,6 +1,8 @@
-"""Ray Train glue: one faice training run as a Ray Train V2 TorchTrainer, alone or inside a Tune trial.
+"""Ray glue: one faice training run as a Ray Train V2 TorchTrainer (alone or inside a Tune trial), or
+inside the Tune trial actor itself (trial.runner tune).
 
-The workers run `faice.train.loop.train` itself; Ray only sees its checkpoint folders and metrics.
+Both run `faice.train.loop.train` itself through `run_loop`; Ray only sees references to its checkpoint
+folders, and its metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from faice.config import Config, from_dict, resolve, to_dict
-from faice.profiles import TrialResources
+from faice.profiles import TrialResources, runs_in_trial_actor
 from faice.train.reporting import forget_wandb_service
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,8 +149,11 @@ def quiet_report_logs() -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def worker_loop(loop_config: dict) -> None:
-    """Body of every Ray Train worker: the faice loop, resuming from Ray's latest checkpoint if any."""
+def run_loop(loop_config: dict, *, report, resume_from, rank: int) -> None:
+    """The faice loop of one trial or run, wherever it runs: a Ray Train worker or a Tune trial actor.
+
+    `report(metrics, checkpoint_dir)` hands metrics (and a checkpoint folder, rank 0 only) to Ray;
+    `resume_from` is Ray's latest checkpoint of this run, if any."""
     from faice.train.checkpoint import write_checkpoint_reference
     from faice.train.loop import Hooks, train
     from jobs.eval_pool import get_dispatcher
@@ -156,32 +161,25 @@ def worker_loop(loop_config: dict) -> None:
     cfg = resolve(from_dict(loop_config["config"]))
     quiet_report_logs()
     forget_wandb_service()  # a token inherited through the cluster's environment is another process's
-    rank = ray.train.get_context().get_world_rank()
-    checkpoint = ray.train.get_checkpoint()
-    resume = checkpoint.path if checkpoint is not None else "auto"
+    resume = resume_from.path if resume_from is not None else "auto"
     run_dir, trial_id = loop_config["run_dir"], loop_config.get("trial_id") or cfg.run_name
     pool_name = loop_config.get("eval_pool")  # checkpoints are evaluated by the pool, not here
     pool = get_dispatcher(pool_name) if pool_name and rank == 0 else None
 
     def on_metrics(step: int, metrics: dict) -> None:
-        ray.train.report({**metrics, "step": step})
+        report({**metrics, "step": step}, None)
 
     def on_checkpoint(path: Path, step: int, metrics: dict) -> None:
         if pool is not None:  # (born marked EVAL_PENDING: pruning keeps it until the pool has read it)
             pool.submit.remote(trial_id, run_dir, str(path), step, step >= cfg.train.max_steps)
-        # Ray Train is given a reference to faice's checkpoint, not the folder itself, which it would copy
-        # into <storage>/train a second time (the weights twice on shared storage); a resumed worker finds
-        # the checkpoint through it (resolve_checkpoint)
-        ckpt = None
+        # Ray is given a reference to faice's checkpoint, not the folder itself, which it would copy into
+        # its storage a second time (the weights twice on shared storage); a resumed run finds the
+        # checkpoint through it (resolve_checkpoint)
+        ref = None
         if rank == 0:
             ref = Path(tempfile.mkdtemp(prefix="faice-ref-"))
             write_checkpoint_reference(ref, path)
-            ckpt = Checkpoint.from_directory(str(ref))
-        ray.train.report(
-            {**metrics, "step": step, "checkpoint_step": step},
-            checkpoint=ckpt,
-            delete_local_checkpoint_after_upload=True,  # the temp reference, once Ray has its copy
-        )
+        report({**metrics, "step": step, "checkpoint_step": step}, ref)
 
     def poll_evals() -> list[dict]:
         return ray.get(pool.poll.remote(trial_id), timeout=60)
@@ -199,6 +197,57 @@ def worker_loop(loop_config: dict) -> None:
     train(cfg, run_dir=run_dir, resume=resume, hooks=hooks)
 
 
+def worker_loop(loop_config: dict) -> None:
+    """Body of every Ray Train worker: the faice loop, resuming from Ray Train's latest checkpoint if any."""
+
+    def report(metrics: dict, checkpoint_dir: Path | None) -> None:
+        ray.train.report(
+            metrics,
+            checkpoint=Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None,
+            delete_local_checkpoint_after_upload=checkpoint_dir is not None,  # the temp reference
+        )
+
+    rank = ray.train.get_context().get_world_rank()
+    run_loop(loop_config, report=report, resume_from=ray.train.get_checkpoint(), rank=rank)
+
+
+def actor_loop(loop_config: dict) -> None:
+    """The faice loop inside a Tune trial actor (trial.runner tune): one worker, no Ray Train run; Tune
+    restarts the trial from its latest checkpoint after a lost worker or machine."""
+    import shutil
+
+    from ray import tune
+
+    def report(metrics: dict, checkpoint_dir: Path | None) -> None:
+        ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        try:
+            tune.report(metrics, checkpoint=ckpt)  # (Tune persists the reference before it returns)
+        finally:
+            if checkpoint_dir:
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    run_loop(loop_config, report=report, resume_from=tune.get_checkpoint(), rank=0)
+
+
+def loop_config(
+    cfg: Config,
+    run_dir: str | Path,
+    trial_id: str | None = None,
+    eval_pool: str | None = None,
+    rungs: list[int] | None = None,
+    rung_wait_s: float = 600.0,
+) -> dict:
+    """What `run_loop` is given: the run's config and folder, its trial and evaluation pool."""
+    return {
+        "config": to_dict(cfg),
+        "run_dir": str(run_dir),
+        "trial_id": trial_id,
+        "eval_pool": eval_pool,
+        "rungs": list(rungs or ()),  # with the pool: wait for these steps' scores (ASHA's rungs)
+        "rung_wait_s": rung_wait_s,
+    }
+
+
 def make_trainer(
     cfg: Config,
     run_dir: str | Path,
@@ -214,14 +263,7 @@ def make_trainer(
     """A TorchTrainer for `cfg`; `run_name` must be stable (no timestamps) so a restarted run finds its state."""
     return TorchTrainer(
         worker_loop,
-        train_loop_config={
-            "config": to_dict(cfg),
-            "run_dir": str(run_dir),
-            "trial_id": trial_id,
-            "eval_pool": eval_pool,
-            "rungs": list(rungs or ()),  # with the pool: wait for these steps' scores (ASHA's rungs)
-            "rung_wait_s": rung_wait_s,
-        },
+        train_loop_config=loop_config(cfg, run_dir, trial_id, eval_pool, rungs, rung_wait_s),
         scaling_config=scaling_config(resources),
         run_config=RunConfig(
             name=run_name,
@@ -243,7 +285,8 @@ def run_trial(
     eval_pool: str | None = None,
     rungs: list[int] | None = None,
 ) -> None:
-    """A Ray Tune function trainable: this trial's faice config as one Ray Train run.
+    """A Ray Tune function trainable: this trial's faice config, run in this trial actor (trial.runner
+    tune, one worker) or as one Ray Train run.
 
     The Train run name is `<search>-<trial id>` and its faice run folder `runs/<trial id>`: both stable,
     so a restarted trial or a restored search finds its checkpoints.
@@ -253,9 +296,13 @@ def run_trial(
 
     trial_id = tune.get_context().get_trial_id()
     cfg = spec.trial_config(base_tree, fixed, params, trial_id)
+    run_dir = Path(search_dir) / "runs" / trial_id
+    if runs_in_trial_actor(spec.trial):
+        actor_loop(loop_config(cfg, run_dir, trial_id, eval_pool, rungs, spec.evaluation.rung_wait_s))
+        return
     trainer = make_trainer(
         cfg,
-        run_dir=Path(search_dir) / "runs" / trial_id,
+        run_dir=run_dir,
         storage_path=Path(search_dir) / "train",
         run_name=f"{spec.name}-{trial_id}",
         resources=spec.trial,

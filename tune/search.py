@@ -1,4 +1,5 @@
-"""`python -m tune.search`: a Ray Tune search of faice trials, each trial a Ray Train run.
+"""`python -m tune.search`: a Ray Tune search of faice trials, each in its Tune trial actor (one worker)
+or a Ray Train run (several; trial.runner).
 
     python -m tune.search --space tune/spaces/demo-asha.yaml                 # local 127.0.0.1 cluster
     python -m tune.search --space beta-schedule.yaml --scale paper --address auto --storage /shared/faice
@@ -21,11 +22,14 @@ from faice.config import dump_yaml, read_tree
 from faice.errors import ConfigError
 
 DEFAULT_STORAGE = "runs/searches"
-# The Tune trial actor only waits on its Ray Train run, which reserves the real resources; it asks for
+# trial.runner ray-train: the Tune trial actor only waits on its Ray Train run, which reserves the real
+# resources; it asks for
 # one byte of memory because Ray refuses an empty request and any CPU share would break the packing.
 # It lives on the head (a sliver of the head's own resource, as Ray's own state actors do), and so does
 # its Ray Train controller, which Ray attaches to the trial actor's node: losing a training machine
 # costs its workers only, and the controller restarts them elsewhere from the last checkpoint.
+# trial.runner tune: the trial actor is the worker and reserves the worker's resources; Tune restarts
+# it elsewhere from its last checkpoint (trial.max_failures).
 ON_HEAD = {"node:__internal_head__": 0.001}
 TRIAL_ACTOR_RESOURCES = {"memory": 1, **ON_HEAD}
 
@@ -181,7 +185,23 @@ def _trainable(spec, search_dir: Path, base_tree: dict, fixed: list[str], eval_p
         eval_pool=eval_pool,
         rungs=protected_steps(spec) if eval_pool and spec.evaluation.rung_wait_s > 0 else [],
     )
-    return tune.with_resources(trainable, TRIAL_ACTOR_RESOURCES)
+    return tune.with_resources(trainable, trial_actor_resources(spec.trial))
+
+
+def actor_failures(res) -> int:
+    """Tune's restarts of a trial actor: trial.max_failures when the loop runs in it, else 0."""
+    from faice.profiles import runs_in_trial_actor
+
+    return res.max_failures if runs_in_trial_actor(res) else 0
+
+
+def trial_actor_resources(res) -> dict[str, float]:
+    """What a trial's Tune actor reserves: the worker's own resources when the loop runs in it, else a
+    sliver of the head (its Ray Train run reserves the workers')."""
+    from faice.profiles import runs_in_trial_actor
+    from jobs.ray_train import run_bundle
+
+    return (run_bundle(res) or {"memory": 1}) if runs_in_trial_actor(res) else TRIAL_ACTOR_RESOURCES
 
 
 def prepare_search(spec, storage: Path) -> tuple[dict, list[str], object]:
@@ -426,6 +446,9 @@ def run_search(args: argparse.Namespace) -> Path | None:
                 storage_path=str(storage),
                 verbose=verbose,
                 callbacks=[ResultsOnTrialEnd(search_dir, spec.keys), *console],
+                # (trials in their own actor; a Ray Train run restarts its workers itself)
+                failure_config=tune.FailureConfig(max_failures=actor_failures(spec.trial)),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=max(1, base.train.keep_checkpoints)),
             ),
         )
     results = tuner.fit()

@@ -97,7 +97,8 @@ def test_a_submitted_search_survives_a_killed_worker_and_copies_the_wandb_key_no
 ):
     """`ray job submit -- python -m tune.search ...` as jobs/README.md shows it, the W&B key handed over the
     documented way: a mode-600 file named by FAICE_WANDB_KEY_FILE (a path, which may sit in the
-    runtime_env). SIGKILL the trial's Ray Train worker mid-run: Ray Train restarts it, the faice loop
+    runtime_env), its one-worker trial run by Ray Train (trial.runner ray-train; the lab test in
+    test_eval_service runs trials in their Tune actors). SIGKILL the trial's Ray Train worker mid-run: Ray Train restarts it, the faice loop
     resumes from the newest checkpoint (at most one checkpoint interval of steps is lost, none is run
     twice), and the job still succeeds. The trial's W&B run got the key, yet 0 copies of it exist in the
     storage folder, the cluster's session logs and `ray job list`/`status`, and no process's command line
@@ -119,7 +120,8 @@ def test_a_submitted_search_survives_a_killed_worker_and_copies_the_wandb_key_no
     runtime_env = json.dumps({"env_vars": {"FAICE_WANDB_KEY_FILE": str(key_file)}})
     search = ["budget.num_samples=1", "scheduler.name=fifo", "metric=loss", "config.eval.num_samples=0",
               f"budget.max_steps={steps}", f"config.train.checkpoint_every={every}", "config.train.log_every=1",
-              "config.train.keep_checkpoints=3", "config.log.wandb=offline", "trial.max_failures=2"]  # fmt: skip
+              "config.train.keep_checkpoints=3", "config.log.wandb=offline", "trial.max_failures=2",
+              "trial.runner=ray-train"]  # fmt: skip
     cmd = [ray, "job", "submit", "--address", ray_cluster.dashboard_url, "--working-dir", str(REPO),
            "--runtime-env-json", runtime_env, "--", sys.executable, "-m", "tune.search",
            "--space", "tests/tune/debug-eval.yaml", "--storage", str(storage), "--verbose", "0",

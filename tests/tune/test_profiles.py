@@ -59,3 +59,27 @@ def test_profile_errors_name_the_choices(tmp_path):
     with pytest.raises(ConfigError, match="batch_sise"):
         load_space(SPACE, profile=bad)
     assert PROFILES_DIR.is_dir()
+
+
+def test_the_trial_runner_decides_where_the_loop_runs_and_what_its_actor_reserves():
+    """trial.runner: auto puts a one-worker trial's loop in its Tune actor, which then reserves the
+    worker's resources and takes Tune's restarts; several workers (or ray-train) make a Ray Train run whose
+    trial actor holds a sliver of the head and leaves restarts to Ray Train."""
+    from tune.search import ON_HEAD, actor_failures, trial_actor_resources
+
+    gpu = load_space(SPACE, profile="gpu-24gb")  # 1 worker x (GPU, train_slot), max_failures 3
+    assert gpu.trial.runner == "auto"
+    assert trial_actor_resources(gpu.trial) == {"CPU": gpu.trial.cpus_per_worker, "GPU": 1, "train_slot": 1}
+    assert actor_failures(gpu.trial) == gpu.trial.max_failures > 0
+    train = load_space(SPACE, ["trial.runner=ray-train"], profile="gpu-24gb")
+    assert (
+        set(trial_actor_resources(train.trial)) == {"memory", *ON_HEAD} and actor_failures(train.trial) == 0
+    )
+    multi = load_space(SPACE, profile="gpu-4x24gb")  # 4 workers: Ray Train under auto
+    assert multi.trial.num_workers == 4 and set(trial_actor_resources(multi.trial)) == {"memory", *ON_HEAD}
+    with pytest.raises(ConfigError, match="trial.runner: tune runs one worker.*num_workers is 4"):
+        load_space(SPACE, ["trial.runner=tune"], profile="gpu-4x24gb")
+    with pytest.raises(
+        ConfigError, match="trial.runner: invalid choice 'ray'; valid choices: auto, ray-train, tune"
+    ):
+        load_space(SPACE, ["trial.runner=ray"])

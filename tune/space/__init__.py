@@ -21,12 +21,13 @@ Format (only `base` and `space` are required; defaults in brackets)::
       name: random           # random | grid | optuna ["random"]
       seed: 0                # [null = unseeded]
       max_concurrent: 0      # trials at once [0 = as many as fit]
-    trial:                   # resources of ONE trial (a Ray Train run)
+    trial:                   # resources of ONE trial
       num_workers: 1         # [1]
       cpus_per_worker: 1     # [1]
       gpus_per_worker: 0     # [0]
       resources_per_worker: {}  # custom resources, e.g. {train_slot: 1} [{}]
-      max_failures: 3        # Ray Train worker-failure restarts per trial, -1 = unlimited [0]
+      max_failures: 3        # restarts of a trial after a lost worker/machine, -1 = unlimited [0]
+      runner: auto           # tune (loop in the trial actor, 1 worker) | ray-train | auto (tune for 1 worker) [auto]
     evaluation:              # the evaluation pool, used when the trials' eval.num_samples > 0
       resource: eval_slot    # custom resource only evaluation nodes advertise ["eval_slot"]
       cpus: 1                # CPUs per evaluation task [1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 from faice.config import ConfigError
+from faice.profiles import runs_in_trial_actor
 from faice.tasks import load_checked
 from tune.space.spec import SearchSpec, render_value
 
@@ -48,6 +49,7 @@ def _check_numbers(spec: SearchSpec) -> None:
     for key, value, op, bound in rules:
         if value is not None and not (value > bound if op == ">" else value >= bound):
             raise ConfigError(f"{key}: must be {op} {bound}, got {value}")
+    runs_in_trial_actor(t)  # trial.runner tune with several workers
 
 
 def _check_conflicts(spec: SearchSpec) -> None:
