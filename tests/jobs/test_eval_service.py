@@ -23,7 +23,7 @@ import pytest
 
 from faice.config import ConfigError
 from faice.results import read_jsonl
-from faice.train.checkpoint import latest_checkpoint
+from faice.train.checkpoint import REFERENCE, latest_checkpoint
 from tests.conftest import kill_lab, start_lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +135,11 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
     assert "Reporting training result" not in out.stdout + out.stderr, out.stdout[-2000:]
     refs = list((tmp_path / "reference-stats").glob("*.npz"))
     assert len(refs) == 1, refs  # computed once on the driver, shared by every evaluation
+    # the trials ran in their Tune actors (trial.runner auto, one worker): Tune holds references to
+    # faice's checkpoints, not a second copy of the weights, and there is no Ray Train state
+    tune_ckpts = [p for p in search.glob("trial-*/checkpoint_*") if p.is_dir()]
+    assert tune_ckpts and all([p.name for p in c.iterdir()] == [REFERENCE] for c in tune_ckpts), tune_ckpts
+    assert not (search / "train").exists()
 
 
 @pytest.mark.timeout(300)
