@@ -139,9 +139,11 @@ class TrialProgress:
 def quiet_report_logs() -> None:
     """Drop Ray Train's INFO line per `ray.train.report` ("Reporting training result N: ...") from the
     console. Its logger is named after its source file, so RunConfig's LoggingConfig (which filters
-    `ray.train.*` names) does not reach it; the trial's progress line says the same."""
+    `ray.train.*` names) does not reach it; the trial's progress line says the same. Likewise the line per
+    checkpoint a Tune trial reports ("Checkpoint successfully created at: ...")."""
     import logging
 
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     for name in list(logging.root.manager.loggerDict):
         if name.endswith(
             ("train/v2/_internal/execution/context.py", "train\\v2\\_internal\\execution\\context.py")
