@@ -156,15 +156,15 @@ def run_loop(loop_config: dict, *, report, resume_from, rank: int) -> None:
 
     `report(metrics, checkpoint_dir)` hands metrics (and a checkpoint folder, rank 0 only) to Ray;
     `resume_from` is Ray's latest checkpoint of this run, if any."""
-    from faice.train.checkpoint import write_checkpoint_reference
+    from faice.train.checkpoint import resume_point, write_checkpoint_reference
     from faice.train.loop import Hooks, train
     from jobs.eval_pool import get_dispatcher
 
     cfg = resolve(from_dict(loop_config["config"]))
     quiet_report_logs()
     forget_wandb_service()  # a token inherited through the cluster's environment is another process's
-    resume = resume_from.path if resume_from is not None else "auto"
     run_dir, trial_id = loop_config["run_dir"], loop_config.get("trial_id") or cfg.run_name
+    resume = resume_point(resume_from.path if resume_from is not None else None, run_dir)
     pool_name = loop_config.get("eval_pool")  # checkpoints are evaluated by the pool, not here
     pool = get_dispatcher(pool_name) if pool_name and rank == 0 else None
 

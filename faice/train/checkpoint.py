@@ -237,6 +237,23 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return ckpt
 
 
+def resume_point(ray_checkpoint: str | Path | None, run_dir: str | Path) -> str | Path:
+    """What a restarted run resumes from: Ray's latest checkpoint of it (a reference, usually), unless the
+    run folder holds a newer one. Ray records a checkpoint a moment after faice has written it, so a
+    launcher or cluster killed in between would otherwise cost one more interval. Without Ray's: "auto"
+    (the run's latest, if any)."""
+    if ray_checkpoint is None:
+        return "auto"
+    ours = latest_checkpoint(run_dir)
+    try:
+        theirs = load_step(resolve_checkpoint(ray_checkpoint))
+    except FileNotFoundError:  # gone, with nothing left of its run: ours, if any
+        return ours if ours is not None else ray_checkpoint
+    if ours is not None and load_step(ours) is not None and (theirs is None or load_step(ours) > theirs):
+        return ours
+    return ray_checkpoint
+
+
 def checkpoint_config(ckpt: str | Path, overrides: list[str] | None = None):
     """(the run Config saved with a checkpoint plus dotted `overrides`, the checkpoint folder)."""
     from faice.config import from_tree, read_yaml

@@ -134,3 +134,31 @@ def test_a_checkpoint_reference_resolves_to_its_checkpoint_or_the_runs_latest(de
         debug_cfg("train.max_steps=6", "train.checkpoint_every=2"), run_dir=run.run_dir, resume=str(ref)
     )
     assert resumed.step == 6
+
+
+def test_a_restart_resumes_from_the_newer_of_rays_checkpoint_and_the_run_folders(debug_cfg, tmp_path):
+    """Ray records a checkpoint a moment after faice wrote it: a launcher or cluster killed in between
+    leaves Ray's latest one older than the run folder's, and the restart takes the run folder's newest.
+    Ray's is kept when it is the newest (or the only one left); without Ray's, the run's latest."""
+    from faice.train.checkpoint import resume_point, write_checkpoint_reference
+
+    cfg = debug_cfg("train.max_steps=4", "train.checkpoint_every=2", "train.keep_checkpoints=2")
+    run = train(cfg, run_dir=tmp_path / "run")
+    older, newest = list_checkpoints(run.run_dir)
+    stale, fresh = tmp_path / "stale", tmp_path / "fresh"
+    for ref, ckpt in ((stale, older), (fresh, newest)):
+        ref.mkdir()
+        write_checkpoint_reference(ref, ckpt)
+    assert resume_point(stale, run.run_dir) == newest
+    assert resume_point(fresh, run.run_dir) == fresh
+    assert resume_point(None, run.run_dir) == "auto"
+    assert resume_point(stale, tmp_path / "elsewhere") == stale  # no run folder checkpoints to prefer
+    resumed = train(
+        debug_cfg("train.max_steps=6", "train.checkpoint_every=2"),
+        run_dir=run.run_dir,
+        resume=str(resume_point(stale, run.run_dir)),
+    )
+    assert resumed.step == 6
+    assert [m["resumed_from"] for m in read_jsonl(run.run_dir / "metrics.jsonl") if "resumed_from" in m] == [
+        4
+    ]
