@@ -560,8 +560,23 @@ def markdown(result: dict) -> list[str]:
             f"slot-s per trial (plain Tune {bd['plain']['overhead_per_trial_slot_s']}), wall {bd['faice']['wall_s']} s. "
             "Ray Train V2 starts a controller and six helper actors per trial besides its worker "
             "(TrainController, PlacementGroupCleaner, SynchronizationActor, DatasetManager, _QueueActor, "
-            "PreemptionWatcher), each a Python process importing Ray: ~80 CPU-s per trial on this machine, "
-            "for a run of one worker that needs none of them."
+            "PreemptionWatcher), each a Python process importing Ray, for a run of one worker that needs none "
+            "of them."
+        )
+    cpu_before = RESULTS / "scale-ray-train-cpu.json"
+    if (
+        d.get("runner", "ray-train") != "ray-train"
+        and cpu_before.exists()
+        and "cpu_s_per_trial" in d["faice"]
+    ):
+        c = json.loads(cpu_before.read_text())["details"]
+        top = ", ".join(
+            f"{k} {v['cpu_s_per_trial']}" for k, v in list(c["faice"]["cpu_by_process"].items())[:8]
+        )
+        lines.append(
+            f"- **CPU per trial as Ray Train runs** (`scale-ray-train-cpu.md`, {c['trials']} trials, a cluster of the same shape): "
+            f"{c['faice']['cpu_s_per_trial']} CPU-s against {d['faice']['cpu_s_per_trial']} in the trial's own "
+            f"actor (plain Tune there: {c['plain']['cpu_s_per_trial']}); by kind: {top}."
         )
     if "node_loss" in d:
         nl = d["node_loss"]
