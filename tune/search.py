@@ -448,7 +448,9 @@ def run_search(args: argparse.Namespace) -> Path | None:
                 callbacks=[ResultsOnTrialEnd(search_dir, spec.keys), *console],
                 # (trials in their own actor; a Ray Train run restarts its workers itself)
                 failure_config=tune.FailureConfig(max_failures=actor_failures(spec.trial)),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=max(1, base.train.keep_checkpoints)),
+                # Tune keeps every checkpoint reference (a few bytes each): a search state saved a moment
+                # before the launcher died may name an older one, which must still be there on --resume
+                # (the trial then continues from the run folder's newest, faice's resume_point)
             ),
         )
     results = tuner.fit()
