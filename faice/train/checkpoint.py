@@ -244,14 +244,14 @@ def resume_point(ray_checkpoint: str | Path | None, run_dir: str | Path) -> str 
     (the run's latest, if any)."""
     if ray_checkpoint is None:
         return "auto"
-    ours = latest_checkpoint(run_dir)
+    ours = latest_checkpoint(run_dir)  # (complete step-N folders only: its step is known)
+    if ours is None:
+        return ray_checkpoint
     try:
         theirs = load_step(resolve_checkpoint(ray_checkpoint))
-    except FileNotFoundError:  # gone, with nothing left of its run: ours, if any
-        return ours if ours is not None else ray_checkpoint
-    if ours is not None and load_step(ours) is not None and (theirs is None or load_step(ours) > theirs):
+    except FileNotFoundError:  # gone, with nothing left of its run
         return ours
-    return ray_checkpoint
+    return ours if theirs is None or load_step(ours) > theirs else ray_checkpoint
 
 
 def checkpoint_config(ckpt: str | Path, overrides: list[str] | None = None):
