@@ -179,7 +179,22 @@ def own_training_s(run_dir: Path) -> float | None:
 # ------------------------------------------------------------------------------------- the cluster
 
 
-def start_cluster(train_nodes: int, eval_nodes: int):
+def core_split(cores: int, train_nodes: int, eval_nodes: int) -> tuple[set[int], set[int]] | None:
+    """(cores of the head, training nodes and drivers; cores of the evaluation nodes), in proportion to the
+    nodes (at least one each), or None on one core."""
+    if cores < 2 or not eval_nodes:
+        return None
+    k = min(cores - 1, max(1, round(cores * eval_nodes / (train_nodes + eval_nodes))))
+    return set(range(cores - k)), set(range(cores - k, cores))
+
+
+def start_cluster(train_nodes: int, eval_nodes: int, pin: bool = True):
+    """A head, training nodes and evaluation nodes on 127.0.0.1. With `pin`, the evaluation nodes' processes
+    run on cores of their own (as on a cluster, where they are other machines) and everything else (head,
+    training nodes, this process and the drivers it starts) on the rest: a process inherits its parent's
+    CPU affinity, so each node's workers inherit their raylet's."""
+    import os
+
     from jobs.local_ray import apply_local_env, ensure_local_token, free_port
 
     apply_local_env()  # before Ray is imported: it reads the auth mode then
@@ -192,11 +207,18 @@ def start_cluster(train_nodes: int, eval_nodes: int):
         "dashboard_host": "127.0.0.1",
         "dashboard_port": free_port(),
     }
+    split = core_split(len(os.sched_getaffinity(0)), train_nodes, eval_nodes) if pin else None
+    if split:
+        os.sched_setaffinity(0, split[0])
     cluster = Cluster(initialize_head=True, head_node_args=head)
     trains = [cluster.add_node(num_cpus=1, resources={"train_slot": 1}) for _ in range(train_nodes)]
+    if split:
+        os.sched_setaffinity(0, split[1])
     evals = [cluster.add_node(num_cpus=1, resources={"eval_slot": 1}) for _ in range(eval_nodes)]
+    if split:
+        os.sched_setaffinity(0, split[0])
     cluster.wait_for_nodes()
-    return cluster, trains, evals
+    return cluster, trains, evals, split
 
 
 # ------------------------------------------------------------------------------------- plain Tune
@@ -232,7 +254,12 @@ def run_plain_driver(args) -> None:
     tuner = tune.Tuner(
         trainable,
         param_space={"train.lr": tune.choice(LR_CHOICES)},
-        tune_config=tune.TuneConfig(num_samples=spec.budget.num_samples, max_concurrent_trials=args.slots),
+        # the same Tune settings as the launcher's: what differs is only faice's layer
+        tune_config=tune.TuneConfig(
+            num_samples=spec.budget.num_samples,
+            max_concurrent_trials=args.slots,
+            reuse_actors=spec.trial.reuse_actors,
+        ),
         run_config=tune.RunConfig(name="plain", storage_path=str(Path(args.storage) / "tune"), verbose=0),
     )
     results = tuner.fit()
@@ -359,6 +386,17 @@ def main(argv=None) -> int:
         choices=["auto", "tune", "ray-train"],
         help="trial.runner of the faice searches (auto: a one-worker trial runs in its Tune actor)",
     )
+    p.add_argument(
+        "--reuse-actors",
+        default=True,
+        action=argparse.BooleanOptionalAction,
+        help="trial.reuse_actors of every search, plain Tune's included",
+    )
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let every node use every core (default: the evaluation nodes get cores of their own)",
+    )
     p.add_argument("--out", default=NAME, help="results name: benchmarks/results/OUT.{json,md}")
     p.add_argument("--loss-trials", type=int, default=16, help="trials of the node-loss search (0: skip)")
     p.add_argument("--work", type=Path, default=None, help="keep everything here (default: a temp folder)")
@@ -387,16 +425,18 @@ def main(argv=None) -> int:
         spaces[name] = work / f"{name}.yaml"
         doc = space_yaml(f"scale-{name}", n, args.steps, slots)
         doc["trial"]["runner"] = args.runner
+        doc["trial"]["reuse_actors"] = args.reuse_actors
         doc["overrides"]["data.path"] = str(data)
         spaces[name].write_text(yaml.safe_dump(doc, sort_keys=False))
-    cluster, trains, evals = start_cluster(args.train_nodes, args.eval_nodes)
+    cluster, trains, evals, split = start_cluster(args.train_nodes, args.eval_nodes, pin=not args.no_pin)
     args.address = cluster.address
     from jobs.local_ray import local_env
 
     env = {**local_env(), "PYTHONPATH": str(REPO), "WANDB_SILENT": "true", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
            "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "600"}  # fmt: skip
     figures: dict = {"nodes": {"head": 1, "train": args.train_nodes, "eval": args.eval_nodes}, "trials": args.trials,
-                     "steps_per_trial": args.steps, "runner": args.runner}  # fmt: skip
+                     "steps_per_trial": args.steps, "runner": args.runner, "reuse_actors": args.reuse_actors,
+                     "cores": {"train": sorted(split[0]), "eval": sorted(split[1])} if split else None}  # fmt: skip
     ledger, phases = CpuLedger(), {}
     try:
         # 1. plain Ray Tune

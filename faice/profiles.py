@@ -29,6 +29,11 @@ class TrialResources:
         "faice loop inside the Tune trial actor itself (one worker; without Ray Train's ~7 helper processes "
         "per trial, see benchmarks/results/scale.md); auto = tune for one worker, ray-train for more.",
     )
+    reuse_actors: bool = opt(
+        True,
+        "A trial actor that ended runs the next trial of the same resources: its imports (torch, diffusers, "
+        "W&B), CUDA context and W&B service are kept, ~20 CPU-s per trial less (benchmarks/results/scale.md).",
+    )
 
 
 def runs_in_trial_actor(res: TrialResources) -> bool:

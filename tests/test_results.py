@@ -159,6 +159,44 @@ def test_partial_search_truncated_line_empty_trial_and_trials_json(search_copy):
     assert [ln.split("|")[1].strip() for ln in md[-2:]] == ["t3", "t4"]  # no metric yet: last
 
 
+def test_a_cached_collect_reads_again_only_the_trials_that_changed(search_copy, monkeypatch):
+    """The launcher rewrites the tables as each trial ends: with collect's cache, a trial whose files and
+    trials.json entry did not change is not read again, and every row equals a fresh read."""
+    import faice.results.rows as rows_module
+
+    read = []
+    real = rows_module.trial_row
+    monkeypatch.setattr(
+        rows_module, "trial_row", lambda run_dir, tid, *a: read.append(tid) or real(run_dir, tid, *a)
+    )
+    cache: dict = {}
+    assert collect(search_copy, cache) == collect(search_copy) and sorted(read) == [
+        "t0",
+        "t0",
+        "t1",
+        "t1",
+        "t2",
+        "t2",
+    ]
+    read.clear()
+    assert collect(search_copy, cache) == collect(search_copy) and read == [
+        "t0",
+        "t1",
+        "t2",
+    ]  # the fresh read
+    read.clear()
+    metrics = search_copy / "runs" / "t1" / "metrics.jsonl"  # t1 goes on training and beats everyone
+    metrics.write_text(metrics.read_text() + json.dumps({"step": 5, "loss": 1e-6}) + "\n")
+    (search_copy / "trials.json").write_text(json.dumps({"t2": {"status": "ERROR", "params": {}}}))
+    cached = collect(search_copy, cache)
+    assert sorted(read) == ["t1", "t2"]
+    assert cached == collect(search_copy)
+    got = {r.trial_id: r for r in cached}
+    assert (got["t1"].best, got["t1"].last_step, got["t2"].status) == (1e-6, 5, "error")
+    cached[0].status = "changed by a caller"  # rows handed out are copies: the cache keeps its own
+    assert collect(search_copy, cache)[0].status != "changed by a caller"
+
+
 def test_report_with_no_trials_yet(tmp_path):
     (tmp_path / "search.yaml").write_text(yaml.safe_dump({"name": "s", "metric": "loss", "mode": "max"}))
     result = report(tmp_path)

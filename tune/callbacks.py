@@ -14,6 +14,7 @@ class ResultsOnTrialEnd(Callback):
 
     def __init__(self, search_dir: str | Path, keys: list[str]):
         self.search_dir, self.keys = str(search_dir), list(keys)
+        self._rows: dict = {}  # collect's cache: only trials whose files changed are read again
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._write(trials, trial, "TERMINATED")  # (Tune sets the trial's status after its callbacks)
@@ -34,7 +35,7 @@ class ResultsOnTrialEnd(Callback):
         }
         try:
             write_trials(search_dir, records)
-            write_tables(collect(search_dir), search_dir, load_search(search_dir))
+            write_tables(collect(search_dir, self._rows), search_dir, load_search(search_dir))
         except Exception as e:  # never fail the search for its tables: they are rewritten at its end
             print(
                 f"faice search: warning: results not written ({type(e).__name__}: {e}); retried later",

@@ -440,6 +440,7 @@ def run_search(args: argparse.Namespace) -> Path | None:
                 num_samples=spec.budget.num_samples,
                 time_budget_s=spec.budget.time_budget_s,
                 trial_dirname_creator=lambda trial: f"trial-{trial.trial_id}",
+                reuse_actors=spec.trial.reuse_actors,
             ),
             run_config=tune.RunConfig(
                 name=spec.name,

@@ -4,6 +4,7 @@ when the best two are apart beyond noise."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -227,8 +228,30 @@ def write_trials(search_dir: str | Path, trials: dict[str, dict]) -> Path:
     return path
 
 
-def collect(search_dir: str | Path) -> list[TrialRow]:
-    """One TrialRow per trial (run folders and trials.json entries), sorted by trial id."""
+# what a trial's row is read from, besides its trials.json entry (samples: where its grids are)
+ROW_SOURCES = ("metrics.jsonl", "eval.jsonl", "summary.json", "config.yaml", "samples", "samples/final")
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def row_signature(run_dir: Path, ray: dict | None) -> tuple:
+    """(mtime, size) of each file a trial's row is read from, and its trials.json entry: while this holds,
+    so does the row."""
+    return (*(_stamp(run_dir / name) for name in ROW_SOURCES), json.dumps(ray, sort_keys=True, default=str))
+
+
+def collect(search_dir: str | Path, cache: dict | None = None) -> list[TrialRow]:
+    """One TrialRow per trial (run folders and trials.json entries), sorted by trial id.
+
+    `cache` (a dict kept by the caller between calls on one search) holds each row with its
+    `row_signature`: only trials whose files changed are read again, so a launcher that rewrites the
+    tables as each of N trials ends reads O(N) run folders in all, not O(N^2)."""
     search_dir = Path(search_dir)
     spec = load_search(search_dir)
     base = _read_yaml(search_dir / "base_config.yaml") or {}
@@ -237,7 +260,20 @@ def collect(search_dir: str | Path) -> list[TrialRow]:
     runs = search_dir / "runs"
     ids = {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
     ids |= set(ray)
-    return [trial_row(runs / t, t, spec, base, ray.get(t)) for t in sorted(ids)]
+    if cache is None:
+        return [trial_row(runs / t, t, spec, base, ray.get(t)) for t in sorted(ids)]
+    setting = (_stamp(search_dir / "search.yaml"), _stamp(search_dir / "base_config.yaml"))
+    if cache.get("") != setting:  # the search's own files changed: every row is read again
+        cache.clear()
+        cache[""] = setting
+    rows = []
+    for t in sorted(ids):
+        sig = row_signature(runs / t, ray.get(t))
+        hit = cache.get(t)
+        if hit is None or hit[0] != sig:
+            hit = cache[t] = (sig, trial_row(runs / t, t, spec, base, ray.get(t)))
+        rows.append(copy.copy(hit[1]))
+    return rows
 
 
 def rank(rows: list[TrialRow], mode: str) -> list[TrialRow]:

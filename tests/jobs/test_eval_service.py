@@ -85,6 +85,7 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
     assert len(rows) == 2 and {"is[faice-tiny]", "kid[faice-tiny]", f"best_{METRIC}"} <= set(rows[0])
     assert "fid_std[faice-tiny]" in rows[0] and float(rows[0]["best_fid_std[faice-tiny]"]) > 0
     by_steps = {int(r["eval.num_inference_steps"]): r for r in rows}
+    wandb_ids: dict[str, set[str]] = {}
     assert by_steps[3]["status"] == "finished", rows
     assert by_steps[1]["status"] == "stopped early", rows
     for row in rows:
@@ -106,6 +107,8 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
         # the trial's W&B run got the FID (offline run files hold the metric name)
         wandb_files = list(run_dir.glob("wandb/offline-run-*/*.wandb"))
         assert any(METRIC.encode() in p.read_bytes() for p in wandb_files), row["trial_id"]
+        wandb_ids[row["trial_id"]] = {p.parent.name.rsplit("-", 1)[1] for p in wandb_files}
+    assert not set.intersection(*wandb_ids.values()), wandb_ids  # a W&B run per trial, none shared
     # Tune (and so ASHA, whose time_attr is eval_step) received the FIDs as trial results
     reported, losses = {}, {}
     for path in search.glob("trial-*/result.json"):
@@ -114,6 +117,10 @@ def test_pool_scores_every_checkpoint_and_asha_stops_on_its_metric_not_on_loss(l
         reported[trial] = [r for r in results if METRIC in r]
         losses[trial] = {r["step"]: r["loss"] for r in results if "loss" in r}
         assert reported[trial] and all("eval_step" in r for r in reported[trial])
+    # trial.reuse_actors (default): the second trial ran in the first one's actor, in its own run folder
+    # with its own W&B run (the run folders and W&B files above are per trial id)
+    pids = {json.loads(p.read_text().splitlines()[0])["pid"] for p in search.glob("trial-*/result.json")}
+    assert len(pids) == 1, pids
     good, bad = (reported[by_steps[n]["trial_id"]] for n in (3, 1))
     good_loss, bad_loss = (losses[by_steps[n]["trial_id"]] for n in (3, 1))
     # the stopping result: the bad trial's last, at a rung with that rung's own evaluation
