@@ -200,13 +200,69 @@ class WandbReporter:
 
     def close(self) -> None:
         # finish() only tells the W&B service the run is over: the service writes the rest of the run
-        # file afterwards, on its own. teardown() waits for it, so the run is complete on disk before the
-        # closed marker says so and before Ray may kill this process (and the service with it).
+        # file afterwards, on its own. The run is complete on disk (before the closed marker says so, and
+        # before Ray may kill this process and the service with it) once the file holds the run's exit
+        # record. The service itself is kept: the next run of this process (a reused Tune trial actor)
+        # uses it, and W&B ends it at exit. teardown() per run is only the fallback: in a reused Ray
+        # actor its wait for the service process was seen to spin forever (wandb 0.31, Ray 2.60).
         self.run.finish()
-        self._wandb.teardown()
+        sync_file = getattr(getattr(self.run, "settings", None), "sync_file", None)
+        if not (sync_file and wait_for_exit_record(Path(sync_file))):
+            self._wandb.teardown()
         marker = self.run_dir / WANDB_CLOSED
         marker.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(marker, {"id": self.run.id, "step": self.last_step})
+
+
+WANDB_BLOCK, WANDB_HEADER = (
+    32768,
+    7,
+)  # a W&B run file: a 7-byte header, then LevelDB-log records in 32 KiB blocks
+
+
+def wandb_record_types(path: Path) -> list[str]:
+    """The record types of a W&B run file (.wandb) in order, e.g. [..., "history", "exit"]; a record cut
+    off by the end of the file ends the list with "torn". (The file is a LevelDB log: in each 32 KiB block,
+    records of a 7-byte header, crc32 + length + type (1 full, 2 first, 3 middle, 4 last), and a chunk of a
+    serialized `Record` protobuf.)"""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    pos, kinds, chunks = WANDB_HEADER, [], []
+    while pos + 7 <= len(data):
+        left = WANDB_BLOCK - pos % WANDB_BLOCK
+        _, length, kind = struct.unpack_from("<IHB", data, pos) if left >= 7 else (0, 0, 0)
+        if left < 7 or (length == 0 and kind == 0):  # the rest of the block is padding
+            pos += left
+            continue
+        if pos + 7 + length > len(data):
+            return [*kinds, "torn"]
+        chunks.append(data[pos + 7 : pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(chunks))
+            kinds.append(record.WhichOneof("record_type") or "?")
+            chunks = []
+    return kinds
+
+
+def wait_for_exit_record(path: Path, timeout_s: float = 60.0) -> bool:
+    """Whether the W&B run file at `path` holds its exit record within `timeout_s` (polled)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if "exit" in wandb_record_types(path):
+                return True
+        except Exception:  # a file W&B is writing, or of a format this reader does not know
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 class MultiReporter:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from faice.train.loop import train
-from faice.train.reporting import redact, wandb_mode
+from faice.train.reporting import redact, wait_for_exit_record, wandb_mode, wandb_record_types
 
 SECRET = "faicetest0123456789abcdef0123456789abcdef"
 
@@ -42,6 +42,13 @@ def test_offline_wandb_run_logs_and_never_stores_the_key(debug_cfg, tmp_path, mo
     offline = list((run / "wandb").glob("offline-run-*"))
     assert len(offline) == 1, "no offline W&B run was written"
     assert list(offline[0].glob("*.wandb")), "the W&B run has no data file"
+    # closing the run waited until its file was whole (the service is kept for the next run): read at once
+    run_file = next(offline[0].glob("*.wandb"))
+    kinds = wandb_record_types(run_file)
+    assert kinds[:2] == ["header", "run"] and kinds[-1] == "exit" and "history" in kinds, kinds
+    torn = tmp_path / "torn.wandb"  # a file W&B is still writing: no exit record yet, the last one cut
+    torn.write_bytes(run_file.read_bytes()[: run_file.stat().st_size - 3])
+    assert wandb_record_types(torn)[-1] == "torn" and not wait_for_exit_record(torn, timeout_s=0.2)
     media = list(offline[0].rglob("*.png"))
     assert media, "sample grids were not logged to W&B"
     record = json.loads((run / "wandb" / "faice-run.json").read_text())  # what `faice report` links from
