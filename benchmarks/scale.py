@@ -400,6 +400,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=NAME, help="results name: benchmarks/results/OUT.{json,md}")
     p.add_argument("--loss-trials", type=int, default=16, help="trials of the node-loss search (0: skip)")
     p.add_argument("--work", type=Path, default=None, help="keep everything here (default: a temp folder)")
+    p.add_argument(
+        "--markdown-only",
+        action="store_true",
+        help="rewrite OUT.md from benchmarks/results/OUT.json, run nothing",
+    )
     p.add_argument("--plain-driver", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--space", help=argparse.SUPPRESS)
     p.add_argument("--storage", help=argparse.SUPPRESS)
@@ -408,6 +413,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.plain_driver:
         run_plain_driver(args)
+        return 0
+    if args.markdown_only:
+        result = json.loads((RESULTS / f"{args.out}.json").read_text())
+        write_result(args.out, result, markdown(result))
         return 0
 
     import yaml
@@ -561,6 +570,25 @@ def markdown(result: dict) -> list[str]:
         f"{nodes['train'] + nodes['eval']} worker nodes + a head on 127.0.0.1 ({nodes['train']} training nodes of 1 CPU "
         f"+ train_slot, {nodes['eval']} evaluation node(s) of 1 CPU + eval_slot), one run; machine: {d['machine']}.",
         "",
+        *(
+            [
+                f"Cores: the head, the training nodes and the drivers run on core(s) {d['cores']['train']}, the "
+                f"evaluation node(s) on core(s) {d['cores']['eval']} (CPU affinity, inherited by every process a "
+                "node starts), as on a cluster where evaluation machines are other machines: scoring never takes "
+                "the training side's CPU, in either search.",
+                "",
+            ]
+            if d.get("cores")
+            else []
+        ),
+        f"`trial.reuse_actors`: {d.get('reuse_actors', False)} in every search (plain Tune's included): "
+        + (
+            "an ended trial's actor runs the next trial, so each of the "
+            f"{nodes['train']} actors imports torch, diffusers and W&B once, not once per trial."
+            if d.get("reuse_actors")
+            else "every trial starts a new actor process."
+        ),
+        "",
         f"ratio (faice overhead / plain-Tune overhead) = **{result['ratio']}** (target <= {result['target']}); "
         f"passed: {result['passed']}.",
         "",
@@ -574,9 +602,9 @@ def markdown(result: dict) -> list[str]:
         "- **Overhead**: wall time minus the theoretical minimum = the trials' own training time (from their "
         "checkpoints' `elapsed_s`, summed) over the training slots. Per trial, faice adds "
         f"{d['faice_extra_per_trial_s']} slot-seconds over plain Tune: "
-        f"{100 * d['faice_extra_share_of_10min_trial']:.2f}% of a 10-minute trial (on this 2-core machine every "
-        "process start competes with the training of the others, so the slot-seconds overstate what a cluster "
-        "of real machines pays; the CPU seconds below are what each trial costs wherever it runs).",
+        f"{100 * d['faice_extra_share_of_10min_trial']:.2f}% of a 10-minute trial (the training slots here share "
+        "the training side's core(s), so a slot-second is a fraction of a CPU-second; the CPU seconds below are "
+        "what each trial costs wherever it runs).",
         f"- **Launcher memory** (peak RSS of the `tune.search` process when N trials had ended): "
         f"{fa['rss_at_ended']} MB; {d['trials']}-trial / {d['rss_first_mark']}-trial = "
         f"{d['rss_last_over_first_mark']} (flat: <= 1.2).",
@@ -596,6 +624,16 @@ def markdown(result: dict) -> list[str]:
             )
             lines.append(f"- **CPU per trial, {title}**: {d[key]['cpu_s_per_trial']} CPU-s of processes the search "
                          f"started; by kind, CPU-s per trial (processes): {top}.")  # fmt: skip
+    fresh = RESULTS / "scale-fresh-actors.json"
+    if d.get("reuse_actors") and fresh.exists():
+        f = json.loads(fresh.read_text())
+        fd = f["details"]
+        lines.append(
+            f"- **Before, every trial in a fresh Tune actor** (`scale-fresh-actors.md`, {fd['trials']} trials, no "
+            f"core pinning): ratio {f['ratio']}; CPU-s per trial {fd['faice']['cpu_s_per_trial']} faice, "
+            f"{fd['plain']['cpu_s_per_trial']} plain Tune (now {d['faice'].get('cpu_s_per_trial')} and "
+            f"{d['plain'].get('cpu_s_per_trial')}); wall {fd['faice']['wall_s']} s for {fd['trials']} faice trials."
+        )
     before = RESULTS / "scale-ray-train.json"
     if d.get("runner", "ray-train") != "ray-train" and before.exists():
         b = json.loads(before.read_text())

@@ -196,7 +196,16 @@ def run_loop(loop_config: dict, *, report, resume_from, rank: int) -> None:
         await_eval_timeout_s=loop_config.get("rung_wait_s", 600.0),
         progress_bar=lambda total, initial: TrialProgress(trial_id, total, initial),
     )
-    train(cfg, run_dir=run_dir, resume=resume, hooks=hooks)
+    try:
+        train(cfg, run_dir=run_dir, resume=resume, hooks=hooks)
+    finally:  # a reused trial actor runs the next trial with what this one leaves
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def worker_loop(loop_config: dict) -> None:

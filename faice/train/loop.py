@@ -170,6 +170,8 @@ def train(
     accelerator.wait_for_everyone()
     task.check_processes(accelerator.num_processes)
 
+    if accelerator.device.type == "cuda":  # this run's peak, not an earlier run's in this process
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
     state = build_state(cfg, accelerator)
     # the newest checkpoint, or the newest one before it that loads (a checkpoint truncated on disk)
     ckpt = load_first_loadable(resume_candidates(run_dir, first), lambda c: load_into(state, c))
@@ -312,12 +314,19 @@ def _loop(
 
 
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of training so far: CUDA memory allocated on a GPU, the process's peak RSS otherwise."""
+    """Memory of this run at a log line (the results take the max over its lines): on a GPU, the peak CUDA
+    memory allocated since the run started (`train` resets it); otherwise the process's resident memory
+    now. (Not the process's peak RSS: a process that runs several trials, such as a reused Tune trial
+    actor, would carry the earlier trials' peak into every later one.)"""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # no /proc (macOS): the process's peak
+        import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # bytes on macOS
 
 
 def _checkpoint(cfg: Config, state: TrainState, run_dir: Path, eval_pending: bool = False) -> Path:

@@ -146,3 +146,20 @@ def test_a_rung_checkpoint_waits_for_its_pool_score_before_training_on(debug_cfg
     assert ("report", 5, 4) in events and ("report", 7, 6) in events, events
     assert not any(e[0] == "report" and e[2] == 2 and e[1] < 4 for e in events), events  # 2 is no rung
     assert result.eval_blocked_s > 0
+
+
+def test_peak_memory_is_this_runs_not_an_earlier_one_of_the_process():
+    """A reused Tune trial actor runs trial after trial: each run's peak_mem_mb is its own (resident memory
+    at its log lines on a CPU), not the process's all-time peak that an earlier, bigger trial set."""
+    import resource
+
+    from faice.train.loop import peak_memory_mb
+
+    big = torch.ones(2**27)  # 512 MiB, touched: "an earlier trial"
+    del big
+    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    now = peak_memory_mb(torch.device("cpu"))
+    with open("/proc/self/status") as f:
+        rss = next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+    assert now == pytest.approx(rss, rel=0.05)
+    assert now < process_peak - 256
