@@ -188,7 +188,7 @@ def sync_wandb(cfg: Config, run_dir: str | Path, late_rows: list[dict]) -> str:
     late_rows = [r for r in late_rows if "eval_error" not in r]
     if complete and not late_rows:
         return "none"
-    reporter = WandbReporter(cfg.log, cfg.run_name, run_dir, to_dict(cfg))
+    reporter = WandbReporter(cfg.log, cfg.run_name, run_dir, to_dict(cfg), later_segment=True)
     try:
         if complete:
             deliver_evals(late_rows, max(last_step, *(r["step"] for r in late_rows)), reporter)

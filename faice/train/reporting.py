@@ -154,7 +154,11 @@ def wandb_closed_step(run_dir: str | Path) -> int | None:
 class WandbReporter:
     """A W&B run with a stable id (resume appends to it); offline runs sync later with `wandb sync`."""
 
-    def __init__(self, log_cfg, run_name: str, run_dir: str | Path, config: dict):
+    def __init__(
+        self, log_cfg, run_name: str, run_dir: str | Path, config: dict, later_segment: bool = False
+    ):
+        """`later_segment`: this resumes a run to add to it (late evaluations, a replay), so W&B does not
+        record the installed packages again (~0.3 CPU-s per run, which the run's first segment spent)."""
         import wandb
 
         self._wandb, self.run_dir, self.last_step = wandb, Path(run_dir), 0
@@ -162,6 +166,8 @@ class WandbReporter:
         mode = wandb_mode(log_cfg.wandb)
         # a key from the file goes to W&B's service over its socket: never into os.environ, argv or a file
         extra = {"api_key": key} if key_source == "file" else {}
+        if later_segment and "x_save_requirements" in getattr(wandb.Settings, "model_fields", {}):
+            extra["x_save_requirements"] = False
         self.run = wandb.init(
             mode=mode,
             project=log_cfg.project or os.environ.get("WANDB_PROJECT", "faice"),

@@ -130,7 +130,10 @@ def test_a_killed_runs_wandb_record_is_replayed_from_local_files(debug_data, tmp
     assert len(list(run.glob("wandb/offline-run-*"))) == 1
 
     assert sync_wandb(cfg, run, []) == "replayed"
-    assert len(list(run.glob("wandb/offline-run-*"))) == 2  # the same run id, resumed
+    segments = sorted(run.glob("wandb/offline-run-*"), key=lambda d: d.stat().st_mtime)
+    assert len(segments) == 2  # the same run id, resumed
+    # the installed packages are recorded by the run's first segment, not again by the replay
+    assert [(d / "files" / "requirements.txt").is_file() for d in segments] == [True, False]
     assert wandb_closed_step(run) == 4
     data = _wandb_data(run, b"fid[faice-tiny]", b"loss", b"eval_step")
     assert b"fid[faice-tiny]" in data and b"loss" in data and b"eval_step" in data
