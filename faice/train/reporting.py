@@ -256,7 +256,8 @@ def wandb_record_types(path: Path) -> list[str]:
 
 
 def wait_for_exit_record(path: Path, timeout_s: float = 60.0) -> bool:
-    """Whether the W&B run file at `path` holds its exit record within `timeout_s` (polled)."""
+    """Whether the W&B run file at `path` holds its exit record within `timeout_s` (polled). False at once
+    for a file this reader cannot parse (another W&B file format): the caller then falls back."""
     import time
 
     deadline = time.monotonic() + timeout_s
@@ -264,8 +265,10 @@ def wait_for_exit_record(path: Path, timeout_s: float = 60.0) -> bool:
         try:
             if "exit" in wandb_record_types(path):
                 return True
-        except Exception:  # a file W&B is writing, or of a format this reader does not know
+        except FileNotFoundError:  # not created yet
             pass
+        except Exception:  # a record that does not parse: a format this reader does not know
+            return False
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)

@@ -49,6 +49,9 @@ def test_offline_wandb_run_logs_and_never_stores_the_key(debug_cfg, tmp_path, mo
     torn = tmp_path / "torn.wandb"  # a file W&B is still writing: no exit record yet, the last one cut
     torn.write_bytes(run_file.read_bytes()[: run_file.stat().st_size - 3])
     assert wandb_record_types(torn)[-1] == "torn" and not wait_for_exit_record(torn, timeout_s=0.2)
+    alien = tmp_path / "alien.wandb"  # not W&B's format: no wait for a record that will never parse
+    alien.write_bytes(b"W&B\x00\x00\x00\x00" + b"\x00\x00\x00\x00\x05\x00\x01" + b"\xff" * 5)
+    assert not wait_for_exit_record(alien, timeout_s=30)
     media = list(offline[0].rglob("*.png"))
     assert media, "sample grids were not logged to W&B"
     record = json.loads((run / "wandb" / "faice-run.json").read_text())  # what `faice report` links from
