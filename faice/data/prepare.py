@@ -94,7 +94,10 @@ def _ordered_map(fn: Callable, tasks: list, workers: int) -> Iterator:
     if workers <= 1 or len(tasks) < _SERIAL_BELOW:
         yield from map(fn, tasks)
         return
-    with multiprocessing.get_context().Pool(workers) as pool:
+    # forkserver, not fork: a forked worker copies the caller's locks in whatever state its other threads
+    # (Ray, W&B, torch) held them, and one was seen blocked for good on the pool's queue lock
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+    with multiprocessing.get_context(method).Pool(workers) as pool:
         yield from pool.imap(fn, tasks, chunksize=8)
 
 
