@@ -260,8 +260,7 @@ def collect(search_dir: str | Path, cache: dict | None = None) -> list[TrialRow]
     runs = search_dir / "runs"
     ids = {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
     ids |= set(ray)
-    if cache is None:
-        return [trial_row(runs / t, t, spec, base, ray.get(t)) for t in sorted(ids)]
+    cache = {} if cache is None else cache  # (no cache: every row is read, as into an empty one)
     setting = (_stamp(search_dir / "search.yaml"), _stamp(search_dir / "base_config.yaml"))
     if cache.get("") != setting:  # the search's own files changed: every row is read again
         cache.clear()

@@ -220,10 +220,9 @@ class WandbReporter:
         write_json_atomic(marker, {"id": self.run.id, "step": self.last_step})
 
 
-WANDB_BLOCK, WANDB_HEADER = (
-    32768,
-    7,
-)  # a W&B run file: a 7-byte header, then LevelDB-log records in 32 KiB blocks
+# a W&B run file: a 7-byte header, then LevelDB-log records in 32 KiB blocks
+WANDB_BLOCK = 32768
+WANDB_HEADER = 7
 
 
 def wandb_record_types(path: Path) -> list[str]:
